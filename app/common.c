@@ -1,0 +1,283 @@
+/*
+ * common.c — shared setup of the sample apps. See common.h.
+ *
+ * The order in app_stack_up matters: the tap is opened while we still hold
+ * CAP_NET_ADMIN, then every capability is dropped, and only then does the
+ * stack start reading frames — so network input is never handled with
+ * privileges (docs/02-ethernet-over-tap.md).
+ */
+#include "app/common.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "driver/ether_tap.h"
+#include "driver/loopback.h"
+#include "proto/ether.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+enum { OPT_TAP = 256, OPT_ADDR, OPT_GW, OPT_MAC, OPT_PORT, OPT_LOG, OPT_STATS };
+
+static const struct app_opt common_opts[] = {
+    { "tap", 1, OPT_TAP, "NAME       tap device (default tap0; created if absent)" },
+    { "addr", 1, OPT_ADDR, "A.B.C.D/N our address (default 192.0.2.2/24)" },
+    { "gw", 1, OPT_GW, "A.B.C.D     default gateway (default 192.0.2.1; \"\" for none)" },
+    { "mac", 1, OPT_MAC, "XX:..:XX   our MAC (default derived from the tap name)" },
+    { "port", 1, OPT_PORT, "N         service port" },
+    { "log", 1, OPT_LOG, "SPEC       log levels: info, debug, \"ip=debug,arp=trace\"" },
+    { "stats", 0, OPT_STATS, "          print every counter at exit and on SIGUSR1" },
+    { "help", 0, 'h', "            this help" },
+};
+
+static struct net_device *tap_dev;
+static struct ip_iface *tap_iface;
+
+static void usage(FILE *f, const struct app_options *o, const char *positional, const char *summary,
+                  const struct app_opt *extra)
+{
+    fprintf(f, "usage: %s [options]%s%s\n%s\n\noptions:\n", o->prog, positional ? " " : "",
+            positional ? positional : "", summary);
+    for (const struct app_opt *e = extra; e && e->name; e++) {
+        if (e->key < 256)
+            fprintf(f, "  -%c, --%s %s\n", e->key, e->name, e->help);
+        else
+            fprintf(f, "  --%s %s\n", e->name, e->help);
+    }
+    for (size_t i = 0; i < sizeof(common_opts) / sizeof(common_opts[0]); i++) {
+        const struct app_opt *c = &common_opts[i];
+        if (c->key < 256)
+            fprintf(f, "  -%c, --%s %s\n", c->key, c->name, c->help);
+        else
+            fprintf(f, "  --%s %s\n", c->name, c->help);
+    }
+    fprintf(f, "\nThe environment variable NETSTEP_LOG sets log levels too (--log wins).\n");
+}
+
+static int common_option(struct app_options *o, int key, const char *arg)
+{
+    switch (key) {
+    case OPT_TAP: o->tap = arg; return 0;
+    case OPT_ADDR: o->addr = arg; return 0;
+    case OPT_GW: o->gw = arg; return 0;
+    case OPT_LOG: o->log = arg; return 0;
+    case OPT_STATS: o->stats = 1; return 0;
+    case OPT_MAC:
+        if (net_hwaddr_pton(arg, o->mac, 6) < 0) {
+            fprintf(stderr, "%s: --mac %s: expected six hex bytes like 02:00:00:00:00:02\n", o->prog, arg);
+            return -1;
+        }
+        o->have_mac = 1;
+        return 0;
+    case OPT_PORT: {
+        char *end;
+        long v = strtol(arg, &end, 10);
+        if (*end || v < 1 || v > 65535) {
+            fprintf(stderr, "%s: --port %s: expected a number from 1 to 65535\n", o->prog, arg);
+            return -1;
+        }
+        o->port = (int)v;
+        return 0;
+    }
+    }
+    return 1; /* not ours */
+}
+
+int app_parse_args(struct app_options *o, int argc, char **argv, const char *positional,
+                   const char *summary, const struct app_opt *extra, app_opt_fn fn, void *ctx)
+{
+    struct option longopts[64];
+    char shortopts[64] = "h";
+    size_t nl = 0, ns = 1;
+    int c;
+
+    const char *slash = strrchr(argv[0], '/');
+    *o = (struct app_options){ .prog = slash ? slash + 1 : argv[0], .tap = "tap0",
+                               .addr = "192.0.2.2/24", .gw = "192.0.2.1", .port = -1 };
+    for (size_t i = 0; i < sizeof(common_opts) / sizeof(common_opts[0]); i++)
+        longopts[nl++] = (struct option){ common_opts[i].name, common_opts[i].has_arg, NULL, common_opts[i].key };
+    for (const struct app_opt *e = extra; e && e->name && nl < 62; e++) {
+        longopts[nl++] = (struct option){ e->name, e->has_arg, NULL, e->key };
+        if (e->key < 256 && ns < sizeof(shortopts) - 3) {
+            shortopts[ns++] = (char)e->key;
+            if (e->has_arg)
+                shortopts[ns++] = ':';
+        }
+    }
+    longopts[nl] = (struct option){ 0 };
+    shortopts[ns] = '\0';
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+        int r;
+        if (c == 'h') {
+            usage(stdout, o, positional, summary, extra);
+            exit(0);
+        }
+        if (c == '?') {
+            usage(stderr, o, positional, summary, extra);
+            exit(2);
+        }
+        r = common_option(o, c, optarg);
+        if (r == 1)
+            r = fn ? fn(c, optarg, ctx) : -1;
+        if (r < 0)
+            exit(2);
+    }
+    return optind;
+}
+
+void app_signals_block(void)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void tap_failure(const struct app_options *o, int err)
+{
+    fprintf(stderr, "%s: cannot open tap %s: %s\n", o->prog, o->tap, strerror(-err));
+    if (err == -EPERM || err == -EACCES) {
+        if (!platform_can_admin_net())
+            fprintf(stderr,
+                    "%s: this process lacks CAP_NET_ADMIN. Either run it as root, or create the tap\n"
+                    "  for your user once:  sudo ip tuntap add mode tap user $USER name %s && sudo ip link set %s up\n"
+                    "  or let the binaries open taps:  sudo make setcap\n",
+                    o->prog, o->tap, o->tap);
+        else
+            fprintf(stderr, "%s: %s exists and belongs to another user or is busy\n", o->prog, o->tap);
+    } else if (err == -ENOENT || err == -ENODEV) {
+        fprintf(stderr, "%s: /dev/net/tun is missing: load the tun module (sudo modprobe tun)\n", o->prog);
+    } else if (err == -EBUSY) {
+        fprintf(stderr, "%s: another process holds %s; stop it or pick another --tap\n", o->prog, o->tap);
+    }
+    exit(1);
+}
+
+static void setup_addresses(const struct app_options *o)
+{
+    uint32_t addr, mask, gw;
+    int err = 0;
+
+    if (ip_prefix_pton(o->addr, &addr, &mask) < 0) {
+        fprintf(stderr, "%s: --addr %s: expected A.B.C.D/N, e.g. 192.0.2.2/24\n", o->prog, o->addr);
+        exit(1);
+    }
+    tap_iface = ip_iface_add(tap_dev, addr, mask, &err);
+    if (!tap_iface) {
+        fprintf(stderr, "%s: cannot add address %s: %s\n", o->prog, o->addr, strerror(-err));
+        exit(1);
+    }
+    if (o->gw && *o->gw) {
+        if (ip_addr_pton(o->gw, &gw) < 0) {
+            fprintf(stderr, "%s: --gw %s: expected A.B.C.D\n", o->prog, o->gw);
+            exit(1);
+        }
+        if ((gw & mask) != (addr & mask))
+            fprintf(stderr, "%s: warning: gateway %s is not on %s\n", o->prog, o->gw, o->addr);
+        ip_route_set_default(gw, tap_iface);
+    }
+}
+
+void app_stack_up(const struct app_options *o)
+{
+    int err = 0;
+
+    thread_set_name("main");
+    if (log_configure_from_env() < 0)
+        fprintf(stderr, "%s: ignoring NETSTEP_LOG: not a valid log spec\n", o->prog);
+    if (o->log && log_configure(o->log) < 0) {
+        fprintf(stderr, "%s: --log %s: unknown module or level (levels: error warn info debug trace)\n",
+                o->prog, o->log);
+        exit(1);
+    }
+    if ((err = net_init()) < 0) {
+        fprintf(stderr, "%s: stack init failed: %s\n", o->prog, strerror(-err));
+        exit(1);
+    }
+    tap_dev = ether_tap_init(o->tap, o->have_mac ? o->mac : NULL, &err);
+    if (!tap_dev)
+        tap_failure(o, err);
+    if (!loopback_init()) {
+        fprintf(stderr, "%s: cannot create the loopback device\n", o->prog);
+        exit(1);
+    }
+    setup_addresses(o);
+    /* Everything privileged is done: from here on we need no capability. */
+    if ((err = platform_drop_capabilities()) < 0) {
+        fprintf(stderr, "%s: cannot drop capabilities: %s\n", o->prog, strerror(-err));
+        exit(1);
+    }
+    log_info(LOG_APP, "capabilities dropped");
+    if ((err = net_run()) < 0) {
+        fprintf(stderr, "%s: cannot start the stack: %s\n", o->prog, strerror(-err));
+        exit(1);
+    }
+}
+
+struct ip_iface *app_iface(void)
+{
+    return tap_iface;
+}
+
+struct net_device *app_device(void)
+{
+    return tap_dev;
+}
+
+void app_print_stats(void)
+{
+    size_t need = net_stats_format(NULL, 0, 0) + 1;
+    char *buf = malloc(need);
+
+    if (!buf)
+        return;
+    net_stats_format(buf, need, 0);
+    printf("--- stats ---\n%s--- end ---\n", buf);
+    fflush(stdout);
+    free(buf);
+}
+
+int app_wait_signal(int timeout_ms)
+{
+    sigset_t set;
+    uint64_t deadline = timeout_ms >= 0 ? platform_now_ms() + (uint64_t)timeout_ms : 0;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
+    for (;;) {
+        int sig;
+        if (timeout_ms < 0) {
+            sig = sigwaitinfo(&set, NULL);
+        } else {
+            uint64_t now = platform_now_ms();
+            uint64_t left = deadline > now ? deadline - now : 0;
+            struct timespec ts = { .tv_sec = (time_t)(left / 1000), .tv_nsec = (long)(left % 1000) * 1000000L };
+            sig = sigtimedwait(&set, NULL, &ts);
+            if (sig < 0 && errno == EAGAIN)
+                return 0;
+        }
+        if (sig == SIGUSR1)
+            app_print_stats();
+        else if (sig == SIGINT || sig == SIGTERM)
+            return 1;
+    }
+}
+
+void app_stack_down(const struct app_options *o)
+{
+    if (o->stats)
+        app_print_stats();
+    net_shutdown();
+}

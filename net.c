@@ -1,0 +1,871 @@
+/*
+ * net.c — the core: device and protocol registries, the input queue, the
+ * stack thread, the timer heap, the clock, and the stack's life cycle.
+ *
+ * Entry points and their callers:
+ *   net_init / net_run / net_shutdown    apps and tests
+ *   net_device_register                  drivers (driver/)
+ *   net_input                            drivers' RX threads (any thread)
+ *   net_device_output                    ip_output, arp (any thread)
+ *   net_timer_*                          protocol modules (any thread)
+ *   net_poll                             tests without a stack thread
+ *
+ * The stack thread (stack_thread_main) sleeps on input_cond until a frame is
+ * queued, a timer earlier than its sleep is armed, or shutdown begins; it
+ * never polls on an interval. Lock order: net_lock, then queue_lock, then
+ * timer_lock; a device's tx_lock is taken with none of these held.
+ */
+#include "net.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "proto/arp.h"
+#include "proto/ether.h"
+#include "proto/icmp.h"
+#include "proto/ip.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+struct net_config net_config = {
+    .input_queue_max = 4096,
+    .input_batch = 64,
+    .arp_cache_max = 256,
+    .arp_pending_max = 16,
+    .arp_retries = 3,
+    .arp_retry_ms = 1000,
+    .arp_reachable_ms = 300000,
+    .ip_reass_max_datagrams = 64,
+    .ip_reass_max_bytes = 1024 * 1024,
+    .ip_reass_timeout_ms = 30000,
+    .ip_default_ttl = 64,
+    .icmp_ratelimit_per_s = 100,
+    .icmp_ping_queue_max = 64,
+};
+
+static const char *const net_stat_names[NETSTAT_COUNT] = {
+    [NETSTAT_INPUT_QUEUED] = "input_queued",
+    [NETSTAT_INPUT_QUEUE_FULL] = "input_queue_full",
+    [NETSTAT_INPUT_DEV_DOWN] = "input_device_down",
+    [NETSTAT_INPUT_NO_PROTOCOL] = "input_no_protocol",
+    [NETSTAT_TIMERS_RUN] = "timers_run",
+};
+struct stats_group net_stats = STATS_GROUP("net", net_stat_names);
+
+static const char *const dev_stat_names[DEVSTAT_COUNT] = {
+    [DEVSTAT_RX_FRAMES] = "rx_frames",   [DEVSTAT_RX_BYTES] = "rx_bytes",
+    [DEVSTAT_TX_FRAMES] = "tx_frames",   [DEVSTAT_TX_BYTES] = "tx_bytes",
+    [DEVSTAT_TX_ERRORS] = "tx_errors",   [DEVSTAT_TX_DOWN] = "tx_device_down",
+    [DEVSTAT_TX_TOO_BIG] = "tx_too_big",
+};
+
+/* ---- registries ---------------------------------------------------------- */
+
+struct net_protocol {
+    struct net_protocol *next; /* [N] */
+    uint16_t type;             /* [c] */
+    net_protocol_handler handler; /* [c] */
+};
+
+struct shutdown_notifier {
+    struct shutdown_notifier *next;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static struct mutex net_lock = MUTEX_INITIALIZER;
+static struct net_device *devices;           /* [N] */
+static struct net_protocol *protocols;       /* [N] */
+static struct shutdown_notifier *notifiers;  /* [N] */
+static unsigned next_index;                  /* [N] */
+static _Atomic int shutting_down;
+static int running;                          /* [N] stack thread started */
+
+/* ---- input queue ---------------------------------------------------------- */
+
+static struct mutex queue_lock = MUTEX_INITIALIZER;
+static struct cond input_cond;    /* the stack thread waits here */
+static struct pbuf *queue_head;   /* [Q] */
+static struct pbuf *queue_tail;   /* [Q] */
+static unsigned queue_len;        /* [Q] */
+static int wake_pending;          /* [Q] an earlier timer was armed */
+static int stop_requested;        /* [Q] */
+static struct thread stack_thread;
+
+/* ---- timers --------------------------------------------------------------- */
+
+static struct mutex timer_lock = MUTEX_INITIALIZER;
+static struct net_timer **heap;  /* [T] min-heap on deadline */
+static int heap_len;             /* [T] armed timers */
+static int heap_cap;             /* [T] allocated slots */
+static int heap_reserved;        /* [T] slots promised to initialised timers */
+
+/* ---- clock ---------------------------------------------------------------- */
+
+static _Atomic int clock_virtual;
+static _Atomic uint64_t clock_virtual_now;
+
+uint64_t net_now_ms(void)
+{
+    if (atomic_load_explicit(&clock_virtual, memory_order_relaxed))
+        return atomic_load_explicit(&clock_virtual_now, memory_order_relaxed);
+    return platform_now_ms();
+}
+
+void net_clock_set_virtual(uint64_t start_ms)
+{
+    atomic_store(&clock_virtual_now, start_ms);
+    atomic_store(&clock_virtual, 1);
+}
+
+void net_clock_advance(uint64_t ms)
+{
+    atomic_fetch_add(&clock_virtual_now, ms);
+}
+
+int net_clock_is_virtual(void)
+{
+    return atomic_load(&clock_virtual);
+}
+
+/* ---- devices -------------------------------------------------------------- */
+
+struct net_device *net_device_alloc(void)
+{
+    struct net_device *dev = mem_calloc(1, sizeof(*dev));
+
+    if (!dev)
+        return NULL;
+    mutex_init(&dev->tx_lock);
+    return dev;
+}
+
+int net_device_register(struct net_device *dev, const char *name)
+{
+    mutex_lock(&net_lock);
+    dev->index = next_index++;
+    if (name && *name)
+        snprintf(dev->name, sizeof(dev->name), "%s", name);
+    else
+        snprintf(dev->name, sizeof(dev->name), "net%u", dev->index);
+    snprintf(dev->stats_name, sizeof(dev->stats_name), "dev.%s", dev->name);
+    dev->stats.name = dev->stats_name;
+    dev->stats.names = dev_stat_names;
+    dev->stats.count = DEVSTAT_COUNT;
+    dev->next = devices;
+    devices = dev;
+    mutex_unlock(&net_lock);
+    stats_register(&dev->stats);
+    log_info(LOG_NET, "registered device %s (index %u, type 0x%04x, mtu %u)", dev->name,
+             dev->index, dev->type, dev->mtu);
+    return 0;
+}
+
+struct net_device *net_device_by_name(const char *name)
+{
+    struct net_device *dev;
+
+    mutex_lock(&net_lock);
+    for (dev = devices; dev; dev = dev->next)
+        if (strcmp(dev->name, name) == 0)
+            break;
+    mutex_unlock(&net_lock);
+    return dev;
+}
+
+struct net_device *net_device_by_index(unsigned index)
+{
+    struct net_device *dev;
+
+    mutex_lock(&net_lock);
+    for (dev = devices; dev; dev = dev->next)
+        if (dev->index == index)
+            break;
+    mutex_unlock(&net_lock);
+    return dev;
+}
+
+int net_device_add_iface(struct net_device *dev, struct net_iface *iface)
+{
+    int err = 0;
+
+    mutex_lock(&net_lock);
+    for (struct net_iface *i = dev->ifaces; i; i = i->next) {
+        if (i->family == iface->family) {
+            err = -EEXIST; /* one address per family per device, for now */
+            break;
+        }
+    }
+    if (!err) {
+        iface->dev = dev;
+        iface->next = dev->ifaces;
+        dev->ifaces = iface;
+    }
+    mutex_unlock(&net_lock);
+    return err;
+}
+
+struct net_iface *net_device_get_iface(struct net_device *dev, int family)
+{
+    struct net_iface *iface;
+
+    mutex_lock(&net_lock);
+    for (iface = dev->ifaces; iface; iface = iface->next)
+        if (iface->family == family)
+            break;
+    mutex_unlock(&net_lock);
+    return iface;
+}
+
+int net_device_is_up(struct net_device *dev)
+{
+    return (atomic_load(&dev->flags) & NET_DEVICE_FLAG_UP) != 0;
+}
+
+static int net_device_open(struct net_device *dev)
+{
+    int err;
+
+    if (net_device_is_up(dev))
+        return 0;
+    if (dev->ops->open && (err = dev->ops->open(dev)) < 0) {
+        log_error(LOG_NET, "%s: open failed: %s", dev->name, strerror(-err));
+        return err;
+    }
+    atomic_fetch_or(&dev->flags, NET_DEVICE_FLAG_UP);
+    log_info(LOG_NET, "%s: up", dev->name);
+    return 0;
+}
+
+static void net_device_close(struct net_device *dev)
+{
+    if (!net_device_is_up(dev))
+        return;
+    atomic_fetch_and(&dev->flags, (uint16_t)~NET_DEVICE_FLAG_UP);
+    if (dev->ops->close)
+        dev->ops->close(dev);
+    log_info(LOG_NET, "%s: down", dev->name);
+}
+
+int net_device_transmit(struct net_device *dev, struct pbuf *pb)
+{
+    size_t len = pb->len;
+    int err;
+
+    if (!net_device_is_up(dev)) {
+        STAT_INC(&dev->stats, DEVSTAT_TX_DOWN);
+        log_debug(LOG_NET, "%s: drop tx, device down", dev->name);
+        pbuf_free(pb);
+        return -ENETDOWN;
+    }
+    if (len > (size_t)dev->mtu + dev->hlen) {
+        STAT_INC(&dev->stats, DEVSTAT_TX_TOO_BIG);
+        log_debug(LOG_NET, "%s: drop tx, %zu bytes > mtu %u", dev->name, len, dev->mtu);
+        pbuf_free(pb);
+        return -EMSGSIZE;
+    }
+    log_hex(LOG_DEV, pb->data, pb->len);
+    mutex_lock(&dev->tx_lock);
+    err = dev->ops->transmit(dev, pb);
+    mutex_unlock(&dev->tx_lock);
+    if (err < 0) {
+        STAT_INC(&dev->stats, DEVSTAT_TX_ERRORS);
+        log_debug(LOG_NET, "%s: transmit failed: %s", dev->name, strerror(-err));
+        return err;
+    }
+    STAT_INC(&dev->stats, DEVSTAT_TX_FRAMES);
+    stat_add(&dev->stats, DEVSTAT_TX_BYTES, len);
+    return 0;
+}
+
+int net_device_output(struct net_device *dev, uint16_t type, struct pbuf *pb, const uint8_t *dst)
+{
+    if (dev->type == NET_DEVICE_TYPE_ETHERNET)
+        return ether_output(dev, type, pb, dst);
+    pb->proto = type; /* devices without a link header carry it beside */
+    return net_device_transmit(dev, pb);
+}
+
+char *net_hwaddr_ntop(const uint8_t *addr, size_t alen, char *buf, size_t size)
+{
+    size_t n = 0;
+
+    if (size)
+        buf[0] = '\0';
+    for (size_t i = 0; i < alen && n + 3 < size + (i == alen - 1); i++)
+        n += (size_t)snprintf(buf + n, size - n, i ? ":%02x" : "%02x", addr[i]);
+    return buf;
+}
+
+int net_hwaddr_pton(const char *s, uint8_t *addr, size_t alen)
+{
+    for (size_t i = 0; i < alen; i++) {
+        unsigned v;
+        int used;
+        if (sscanf(s, "%2x%n", &v, &used) != 1 || used != 2)
+            return -EINVAL;
+        addr[i] = (uint8_t)v;
+        s += 2;
+        if (i + 1 < alen) {
+            if (*s != ':' && *s != '-')
+                return -EINVAL;
+            s++;
+        }
+    }
+    return *s == '\0' ? 0 : -EINVAL;
+}
+
+/* ---- protocols ------------------------------------------------------------ */
+
+int net_protocol_register(uint16_t type, net_protocol_handler handler)
+{
+    struct net_protocol *proto;
+
+    mutex_lock(&net_lock);
+    for (proto = protocols; proto; proto = proto->next) {
+        if (proto->type == type) {
+            mutex_unlock(&net_lock);
+            return -EEXIST;
+        }
+    }
+    proto = mem_calloc(1, sizeof(*proto));
+    if (!proto) {
+        mutex_unlock(&net_lock);
+        return -ENOMEM;
+    }
+    proto->type = type;
+    proto->handler = handler;
+    proto->next = protocols;
+    protocols = proto;
+    mutex_unlock(&net_lock);
+    return 0;
+}
+
+static net_protocol_handler net_protocol_lookup(uint16_t type)
+{
+    net_protocol_handler handler = NULL;
+
+    /* The list is only added to before net_run(); the lock keeps TSan and
+     * late registrations honest at a cost of one uncontended lock. */
+    mutex_lock(&net_lock);
+    for (struct net_protocol *p = protocols; p; p = p->next) {
+        if (p->type == type) {
+            handler = p->handler;
+            break;
+        }
+    }
+    mutex_unlock(&net_lock);
+    return handler;
+}
+
+/* ---- input ---------------------------------------------------------------- */
+
+int net_input(struct net_device *dev, struct pbuf *pb)
+{
+    int was_empty;
+
+    pb->dev = dev;
+    pb->next = NULL;
+    STAT_INC(&dev->stats, DEVSTAT_RX_FRAMES);
+    stat_add(&dev->stats, DEVSTAT_RX_BYTES, pb->len);
+    mutex_lock(&queue_lock);
+    if (queue_len >= net_config.input_queue_max) {
+        mutex_unlock(&queue_lock);
+        STAT_INC(&net_stats, NETSTAT_INPUT_QUEUE_FULL);
+        log_debug(LOG_NET, "%s: input queue full (%u), frame dropped", dev->name,
+                  net_config.input_queue_max);
+        pbuf_free(pb);
+        return -ENOBUFS;
+    }
+    was_empty = queue_len == 0;
+    if (queue_tail)
+        queue_tail->next = pb;
+    else
+        queue_head = pb;
+    queue_tail = pb;
+    queue_len++;
+    /* Only the empty -> non-empty edge needs a wake-up: otherwise the stack
+     * thread is already awake and will find this frame before it sleeps,
+     * because it checks queue_len under queue_lock before waiting. */
+    if (was_empty)
+        cond_signal(&input_cond);
+    mutex_unlock(&queue_lock);
+    STAT_INC(&net_stats, NETSTAT_INPUT_QUEUED);
+    return 0;
+}
+
+void net_input_process(struct net_device *dev, struct pbuf *pb)
+{
+    net_protocol_handler handler;
+
+    if (!net_device_is_up(dev)) {
+        STAT_INC(&net_stats, NETSTAT_INPUT_DEV_DOWN);
+        pbuf_free(pb);
+        return;
+    }
+    log_hex(LOG_DEV, pb->data, pb->len);
+    if (dev->type == NET_DEVICE_TYPE_ETHERNET && !(pb->flags & PBUF_FLAG_NO_LINK)) {
+        /* ether_input validates the header, sets pb->proto and pulls it */
+        if (ether_input(dev, pb) < 0)
+            return;
+    }
+    handler = net_protocol_lookup(pb->proto);
+    if (!handler) {
+        STAT_INC(&net_stats, NETSTAT_INPUT_NO_PROTOCOL);
+        log_debug(LOG_NET, "%s: no handler for type 0x%04x, dropped", dev->name, pb->proto);
+        pbuf_free(pb);
+        return;
+    }
+    handler(dev, pb);
+}
+
+/* Take up to max frames off the queue. Called with queue_lock held. */
+static struct pbuf *queue_take_locked(unsigned max)
+{
+    struct pbuf *head = queue_head, *last = NULL, *pb = queue_head;
+    unsigned n = 0;
+
+    while (pb && n < max) {
+        last = pb;
+        pb = pb->next;
+        n++;
+    }
+    if (!last)
+        return NULL;
+    queue_head = pb;
+    if (!queue_head)
+        queue_tail = NULL;
+    last->next = NULL;
+    queue_len -= n;
+    return head;
+}
+
+static int process_batch(struct pbuf *batch)
+{
+    int n = 0;
+
+    while (batch) {
+        struct pbuf *pb = batch;
+        batch = batch->next;
+        pb->next = NULL;
+        net_input_process(pb->dev, pb);
+        n++;
+    }
+    return n;
+}
+
+/* ---- timers --------------------------------------------------------------- */
+
+static void heap_swap_locked(int i, int j)
+{
+    struct net_timer *t = heap[i];
+
+    heap[i] = heap[j];
+    heap[j] = t;
+    heap[i]->heap_index = i;
+    heap[j]->heap_index = j;
+}
+
+static void heap_up_locked(int i)
+{
+    while (i > 0) {
+        int parent = (i - 1) / 2;
+        if (heap[parent]->deadline <= heap[i]->deadline)
+            break;
+        heap_swap_locked(i, parent);
+        i = parent;
+    }
+}
+
+static void heap_down_locked(int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, min = i;
+        if (l < heap_len && heap[l]->deadline < heap[min]->deadline)
+            min = l;
+        if (r < heap_len && heap[r]->deadline < heap[min]->deadline)
+            min = r;
+        if (min == i)
+            break;
+        heap_swap_locked(i, min);
+        i = min;
+    }
+}
+
+static void heap_remove_locked(struct net_timer *t)
+{
+    int i = t->heap_index;
+
+    heap_len--;
+    if (i != heap_len) {
+        heap[i] = heap[heap_len];
+        heap[i]->heap_index = i;
+        heap_down_locked(i);
+        heap_up_locked(i);
+    }
+    t->heap_index = -1;
+}
+
+int net_timer_init(struct net_timer *t, const char *name, void (*fn)(void *), void *arg)
+{
+    t->fn = fn;
+    t->arg = arg;
+    t->name = name;
+    t->heap_index = -1;
+    t->deadline = 0;
+    mutex_lock(&timer_lock);
+    if (heap_reserved == heap_cap) {
+        int cap = heap_cap ? heap_cap * 2 : 64;
+        struct net_timer **grown = mem_alloc((size_t)cap * sizeof(*grown));
+        if (!grown) {
+            mutex_unlock(&timer_lock);
+            t->reserved = 0;
+            return -ENOMEM;
+        }
+        if (heap_len)
+            memcpy(grown, heap, (size_t)heap_len * sizeof(*grown));
+        mem_free(heap);
+        heap = grown;
+        heap_cap = cap;
+    }
+    heap_reserved++;
+    t->reserved = 1;
+    mutex_unlock(&timer_lock);
+    return 0;
+}
+
+void net_timer_destroy(struct net_timer *t)
+{
+    mutex_lock(&timer_lock);
+    if (t->heap_index >= 0)
+        heap_remove_locked(t);
+    if (t->reserved) {
+        heap_reserved--;
+        t->reserved = 0;
+    }
+    mutex_unlock(&timer_lock);
+}
+
+/* Wake the stack thread so it recomputes how long to sleep. */
+static void stack_wakeup(void)
+{
+    mutex_lock(&queue_lock);
+    wake_pending = 1;
+    cond_signal(&input_cond);
+    mutex_unlock(&queue_lock);
+}
+
+void net_timer_arm(struct net_timer *t, uint64_t delay_ms)
+{
+    int earliest;
+
+    mutex_lock(&timer_lock);
+    if (!t->reserved) { /* init failed or destroyed: a caller bug */
+        mutex_unlock(&timer_lock);
+        log_error(LOG_TIMER, "arming timer %s that has no slot", t->name ? t->name : "?");
+        return;
+    }
+    t->deadline = net_now_ms() + delay_ms;
+    if (t->heap_index < 0) {
+        t->heap_index = heap_len;
+        heap[heap_len++] = t;
+    }
+    heap_down_locked(t->heap_index);
+    heap_up_locked(t->heap_index);
+    earliest = t->heap_index == 0;
+    mutex_unlock(&timer_lock);
+    log_trace(LOG_TIMER, "armed %s in %llu ms", t->name, (unsigned long long)delay_ms);
+    if (earliest)
+        stack_wakeup();
+}
+
+void net_timer_cancel(struct net_timer *t)
+{
+    mutex_lock(&timer_lock);
+    if (t->heap_index >= 0)
+        heap_remove_locked(t);
+    mutex_unlock(&timer_lock);
+}
+
+int net_timer_armed(struct net_timer *t)
+{
+    int armed;
+
+    mutex_lock(&timer_lock);
+    armed = t->heap_index >= 0;
+    mutex_unlock(&timer_lock);
+    return armed;
+}
+
+int64_t net_timer_remaining(struct net_timer *t)
+{
+    int64_t left = -1;
+    uint64_t now = net_now_ms();
+
+    mutex_lock(&timer_lock);
+    if (t->heap_index >= 0)
+        left = t->deadline > now ? (int64_t)(t->deadline - now) : 0;
+    mutex_unlock(&timer_lock);
+    return left;
+}
+
+/* Deadline of the earliest timer, or UINT64_MAX when none is armed. */
+static uint64_t timer_next_deadline(void)
+{
+    uint64_t d = UINT64_MAX;
+
+    mutex_lock(&timer_lock);
+    if (heap_len > 0)
+        d = heap[0]->deadline;
+    mutex_unlock(&timer_lock);
+    return d;
+}
+
+int net_timer_run_due(void)
+{
+    uint64_t now = net_now_ms();
+    int n = 0;
+
+    for (;;) {
+        struct net_timer *t;
+        void (*fn)(void *);
+        void *arg;
+
+        mutex_lock(&timer_lock);
+        if (heap_len == 0 || heap[0]->deadline > now) {
+            mutex_unlock(&timer_lock);
+            break;
+        }
+        t = heap[0];
+        heap_remove_locked(t);
+        fn = t->fn;
+        arg = t->arg;
+        mutex_unlock(&timer_lock);
+        log_trace(LOG_TIMER, "running %s", t->name);
+        fn(arg); /* may re-arm t */
+        STAT_INC(&net_stats, NETSTAT_TIMERS_RUN);
+        n++;
+    }
+    return n;
+}
+
+/* ---- the stack thread ------------------------------------------------------ */
+
+static void *stack_thread_main(void *arg)
+{
+    (void)arg;
+    thread_set_name("stack");
+    log_debug(LOG_NET, "stack thread running");
+    for (;;) {
+        struct pbuf *batch;
+
+        mutex_lock(&queue_lock);
+        /* Sleep until there is input, a timer is due, or we are stopped.
+         * Every waker changes queue_len, wake_pending or stop_requested
+         * under queue_lock before signalling, and we test them under the
+         * same lock before waiting, so no wake-up is lost. */
+        while (!queue_len && !stop_requested) {
+            uint64_t deadline;
+            wake_pending = 0;
+            deadline = timer_next_deadline();
+            if (deadline <= net_now_ms())
+                break;
+            if (deadline == UINT64_MAX)
+                cond_wait(&input_cond, &queue_lock);
+            else
+                cond_wait_until(&input_cond, &queue_lock, deadline);
+            if (wake_pending)
+                continue; /* recompute the deadline */
+        }
+        if (stop_requested) {
+            mutex_unlock(&queue_lock);
+            break;
+        }
+        batch = queue_take_locked(net_config.input_batch);
+        mutex_unlock(&queue_lock);
+        process_batch(batch);
+        net_timer_run_due();
+    }
+    log_debug(LOG_NET, "stack thread stopped");
+    return NULL;
+}
+
+int net_poll(void)
+{
+    int total = 0;
+
+    for (;;) {
+        struct pbuf *batch;
+        int n;
+
+        mutex_lock(&queue_lock);
+        batch = queue_take_locked(net_config.input_batch);
+        mutex_unlock(&queue_lock);
+        n = process_batch(batch);
+        n += net_timer_run_due();
+        if (n == 0)
+            break;
+        total += n;
+    }
+    return total;
+}
+
+/* ---- life cycle ------------------------------------------------------------ */
+
+int net_shutdown_notify(void (*fn)(void *arg), void *arg)
+{
+    struct shutdown_notifier *n = mem_calloc(1, sizeof(*n));
+
+    if (!n)
+        return -ENOMEM;
+    n->fn = fn;
+    n->arg = arg;
+    mutex_lock(&net_lock);
+    n->next = notifiers;
+    notifiers = n;
+    mutex_unlock(&net_lock);
+    return 0;
+}
+
+int net_is_shutting_down(void)
+{
+    return atomic_load(&shutting_down);
+}
+
+int net_init(void)
+{
+    int err;
+
+    atomic_store(&shutting_down, 0);
+    cond_init(&input_cond);
+    stats_register(&net_stats);
+    if ((err = ether_init()) < 0 || (err = arp_init()) < 0 || (err = ip_init()) < 0 ||
+        (err = icmp_init()) < 0) {
+        log_error(LOG_NET, "init failed: %s", strerror(-err));
+        return err;
+    }
+    log_info(LOG_NET, "initialised");
+    return 0;
+}
+
+static int open_devices(void)
+{
+    for (struct net_device *dev = devices; dev; dev = dev->next) {
+        int err = net_device_open(dev);
+        if (err < 0)
+            return err;
+    }
+    return 0;
+}
+
+int net_run(void)
+{
+    int err;
+
+    mutex_lock(&net_lock);
+    err = open_devices();
+    mutex_unlock(&net_lock);
+    if (err < 0)
+        return err;
+    /* ARP announces each address now that its device is up */
+    arp_announce_all();
+    mutex_lock(&queue_lock);
+    stop_requested = 0;
+    mutex_unlock(&queue_lock);
+    err = thread_create(&stack_thread, "stack", stack_thread_main, NULL);
+    if (err < 0)
+        return err;
+    mutex_lock(&net_lock);
+    running = 1;
+    mutex_unlock(&net_lock);
+    log_info(LOG_NET, "running");
+    return 0;
+}
+
+int net_run_polled(void)
+{
+    int err;
+
+    mutex_lock(&net_lock);
+    err = open_devices();
+    mutex_unlock(&net_lock);
+    if (err == 0)
+        arp_announce_all();
+    return err;
+}
+
+void net_shutdown(void)
+{
+    struct shutdown_notifier *n;
+    struct net_device *dev;
+    struct net_protocol *proto;
+    int was_running;
+
+    if (atomic_exchange(&shutting_down, 1))
+        return;
+    log_info(LOG_NET, "shutting down");
+    /* 1. wake every blocked caller; they see net_is_shutting_down() */
+    mutex_lock(&net_lock);
+    n = notifiers;
+    mutex_unlock(&net_lock);
+    for (; n; n = n->next)
+        n->fn(n->arg);
+    /* 2. stop the stack thread */
+    mutex_lock(&net_lock);
+    was_running = running;
+    running = 0;
+    mutex_unlock(&net_lock);
+    if (was_running) {
+        mutex_lock(&queue_lock);
+        stop_requested = 1;
+        cond_signal(&input_cond);
+        mutex_unlock(&queue_lock);
+        thread_join(&stack_thread);
+    }
+    /* 3. close devices: their RX threads stop and are joined */
+    mutex_lock(&net_lock);
+    dev = devices;
+    mutex_unlock(&net_lock);
+    for (struct net_device *d = dev; d; d = d->next)
+        net_device_close(d);
+    /* 4. free protocol state, then the queue, devices and registries */
+    icmp_cleanup();
+    ip_cleanup();
+    arp_cleanup();
+    mutex_lock(&queue_lock);
+    pbuf_free_chain(queue_head);
+    queue_head = queue_tail = NULL;
+    queue_len = 0;
+    mutex_unlock(&queue_lock);
+    mutex_lock(&net_lock);
+    while ((dev = devices)) {
+        devices = dev->next;
+        stats_unregister(&dev->stats);
+        mutex_destroy(&dev->tx_lock);
+        mem_free(dev->priv);
+        mem_free(dev);
+    }
+    while ((proto = protocols)) {
+        protocols = proto->next;
+        mem_free(proto);
+    }
+    while ((n = notifiers)) {
+        notifiers = n->next;
+        mem_free(n);
+    }
+    next_index = 0;
+    mutex_unlock(&net_lock);
+    mutex_lock(&timer_lock);
+    mem_free(heap);
+    heap = NULL;
+    heap_len = heap_cap = heap_reserved = 0;
+    mutex_unlock(&timer_lock);
+    cond_destroy(&input_cond);
+    log_info(LOG_NET, "shut down");
+}
+
+size_t net_stats_format(char *buf, size_t size, int nonzero_only)
+{
+    return stats_format(buf, size, nonzero_only);
+}

@@ -1,0 +1,226 @@
+/*
+ * net.h — the core of netstep: devices, protocols, the input queue, the
+ * stack thread, timers and the configuration every module reads.
+ *
+ * The picture (docs/01-devices-and-the-stack-thread.md explains it):
+ *
+ *   RX thread(s) --net_input()--> [input queue] --> stack thread
+ *                                                    |  ether_input / loopback
+ *                                                    |  -> protocol handler
+ *                                                    |     (arp_input, ip_input)
+ *                                                    +  run due timers
+ *
+ *   app thread --sock_*()--> udp/tcp output --> ip_output --> arp
+ *              --> net_device_output() --> dev->ops->transmit()
+ *
+ * Lock key for this header (docs/locking.md has the whole order):
+ *   [N]  net.c's registry lock (net_lock): device and protocol lists
+ *   [Q]  input queue lock
+ *   [X]  the device's own tx_lock
+ *   [T]  the timer lock
+ *   [c]  constant after registration / net_run(); read without a lock
+ */
+#ifndef NETSTEP_NET_H
+#define NETSTEP_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "platform.h"
+#include "util/pbuf.h"
+#include "util/stats.h"
+
+/* ---- configuration -------------------------------------------------------
+ * Every resource limit of the stack, in one place. Set fields in net_config
+ * before net_init(); modules read them at init (and some at run time, noted).
+ */
+struct net_config {
+    unsigned input_queue_max;      /* frames waiting for the stack thread */
+    unsigned input_batch;          /* frames the stack thread takes per lock */
+    unsigned arp_cache_max;        /* ARP cache entries */
+    unsigned arp_pending_max;      /* packets held per unresolved address */
+    unsigned arp_retries;          /* requests sent before giving up */
+    unsigned arp_retry_ms;         /* between requests */
+    unsigned arp_reachable_ms;     /* a resolved entry lives this long */
+    unsigned ip_reass_max_datagrams; /* datagrams being reassembled at once */
+    unsigned ip_reass_max_bytes;   /* fragment bytes held in all of them */
+    unsigned ip_reass_timeout_ms;  /* RFC 791 suggests 15 s; Linux uses 30 s */
+    unsigned ip_default_ttl;
+    unsigned icmp_ratelimit_per_s; /* ICMP errors sent per second */
+    unsigned icmp_ping_queue_max;  /* echo replies queued per ping handle */
+};
+
+extern struct net_config net_config;
+
+/* ---- clock ---------------------------------------------------------------
+ * Milliseconds on the stack's clock: the monotonic clock, or a virtual one
+ * that tests move by hand (net_clock_set_virtual/net_clock_advance) so that
+ * timer tests take no real time and never flake. */
+uint64_t net_now_ms(void);
+void net_clock_set_virtual(uint64_t start_ms);
+void net_clock_advance(uint64_t ms);
+int net_clock_is_virtual(void);
+
+/* ---- devices -------------------------------------------------------------- */
+#define NET_DEVICE_TYPE_NULL 0x0000
+#define NET_DEVICE_TYPE_LOOPBACK 0x0001
+#define NET_DEVICE_TYPE_ETHERNET 0x0002
+
+#define NET_DEVICE_FLAG_UP 0x0001
+#define NET_DEVICE_FLAG_LOOPBACK 0x0010
+#define NET_DEVICE_FLAG_BROADCAST 0x0020
+#define NET_DEVICE_FLAG_NEED_ARP 0x0100
+
+#define NET_DEVICE_ADDR_LEN 16
+
+struct net_device;
+struct net_iface;
+
+/* What a driver provides. transmit() receives a whole frame (for Ethernet,
+ * header included) and consumes the pbuf whatever it returns. open() and
+ * close() are optional. */
+struct net_device_ops {
+    int (*open)(struct net_device *dev);
+    int (*close)(struct net_device *dev);
+    int (*transmit)(struct net_device *dev, struct pbuf *pb);
+};
+
+enum net_device_stat {
+    DEVSTAT_RX_FRAMES,
+    DEVSTAT_RX_BYTES,
+    DEVSTAT_TX_FRAMES,
+    DEVSTAT_TX_BYTES,
+    DEVSTAT_TX_ERRORS,
+    DEVSTAT_TX_DOWN,    /* dropped: device not up */
+    DEVSTAT_TX_TOO_BIG, /* dropped: larger than MTU */
+    DEVSTAT_COUNT
+};
+
+struct net_device {
+    struct net_device *next;              /* [N] */
+    unsigned index;                       /* [c] */
+    char name[16];                        /* [c] */
+    uint16_t type;                        /* [c] NET_DEVICE_TYPE_* */
+    uint16_t mtu;                         /* [c] largest payload of a frame */
+    uint16_t hlen;                        /* [c] link header length */
+    uint16_t alen;                        /* [c] link address length */
+    _Atomic uint16_t flags;               /* NET_DEVICE_FLAG_*, atomic */
+    uint8_t addr[NET_DEVICE_ADDR_LEN];    /* [c] our link address */
+    uint8_t broadcast[NET_DEVICE_ADDR_LEN]; /* [c] */
+    const struct net_device_ops *ops;     /* [c] */
+    void *priv;                           /* driver's own, its own locking */
+    struct net_iface *ifaces;             /* [N] protocol addresses on it */
+    struct mutex tx_lock;                 /* [X] serialises ops->transmit */
+    struct stats_group stats;             /* counters, atomic */
+    char stats_name[24];                  /* [c] "dev.<name>" */
+};
+
+/* A protocol address on a device (an IPv4 address, later others). The owner
+ * module embeds it as the first member of its own struct. */
+struct net_iface {
+    struct net_iface *next;  /* [N] */
+    struct net_device *dev;  /* [c] */
+    int family;              /* [c] AF_INET */
+};
+
+/* Allocate a zeroed device; the driver fills type, mtu, ops, ... and then
+ * calls net_device_register(). NULL when memory is short. */
+struct net_device *net_device_alloc(void);
+/* Name the device (name may be NULL for "netN"), give it an index and add
+ * it to the registry. Returns 0 or -errno. */
+int net_device_register(struct net_device *dev, const char *name);
+struct net_device *net_device_by_name(const char *name);
+struct net_device *net_device_by_index(unsigned index);
+/* Attach an address (ip_iface_register calls this). */
+int net_device_add_iface(struct net_device *dev, struct net_iface *iface);
+struct net_iface *net_device_get_iface(struct net_device *dev, int family);
+int net_device_is_up(struct net_device *dev);
+/* Send pb (whose data starts at the network-layer header) out of dev as
+ * protocol `type` (an EtherType) to link address dst; builds the link
+ * header when the device has one. Consumes pb. Returns 0 or -errno. */
+int net_device_output(struct net_device *dev, uint16_t type, struct pbuf *pb, const uint8_t *dst);
+/* Hand a whole frame to the driver (through any hooks). Consumes pb. */
+int net_device_transmit(struct net_device *dev, struct pbuf *pb);
+/* Format a link address ("02:00:5e:00:53:02") into buf. */
+char *net_hwaddr_ntop(const uint8_t *addr, size_t alen, char *buf, size_t size);
+int net_hwaddr_pton(const char *s, uint8_t *addr, size_t alen);
+
+/* ---- protocols ------------------------------------------------------------
+ * A handler for one EtherType, run on the stack thread with pb->data at the
+ * protocol's header. It consumes pb. */
+typedef void (*net_protocol_handler)(struct net_device *dev, struct pbuf *pb);
+int net_protocol_register(uint16_t type, net_protocol_handler handler);
+
+/* ---- input ----------------------------------------------------------------
+ * Called by drivers (any thread) with a whole frame; for devices without a
+ * link header pb->proto must be set. Queues it for the stack thread and
+ * consumes pb. Returns 0, or -ENOBUFS when the queue is full (dropped,
+ * counted as net.input_queue_full). */
+int net_input(struct net_device *dev, struct pbuf *pb);
+/* Run the frame through the protocol handlers now, on this thread (the stack
+ * thread does this for each queued frame). Consumes pb. */
+void net_input_process(struct net_device *dev, struct pbuf *pb);
+
+/* ---- timers ---------------------------------------------------------------
+ * One deadline heap, run by the stack thread. A timer is embedded in its
+ * owner; fn(arg) runs on the stack thread with no net.c lock held, so it may
+ * take its module's lock. A module frees a structure holding a timer only on
+ * the stack thread (or after net_shutdown), never while fn might be running. */
+struct net_timer {
+    uint64_t deadline;   /* [T] */
+    int heap_index;      /* [T] -1 when not armed */
+    int reserved;        /* [T] a heap slot is reserved for it */
+    void (*fn)(void *arg); /* [c] */
+    void *arg;           /* [c] */
+    const char *name;    /* [c] for the timer log */
+};
+
+/* Prepare t; reserves its heap slot so arming never fails. -ENOMEM. */
+int net_timer_init(struct net_timer *t, const char *name, void (*fn)(void *), void *arg);
+/* Cancel t and release its slot. */
+void net_timer_destroy(struct net_timer *t);
+/* Fire fn after delay_ms (re-arming an armed timer moves it). */
+void net_timer_arm(struct net_timer *t, uint64_t delay_ms);
+void net_timer_cancel(struct net_timer *t);
+int net_timer_armed(struct net_timer *t);
+/* Milliseconds until t fires, or -1 if not armed. */
+int64_t net_timer_remaining(struct net_timer *t);
+/* Run every timer that is due now (the stack thread does this). Returns the
+ * number run. */
+int net_timer_run_due(void);
+
+/* ---- life cycle ----------------------------------------------------------- */
+/* Register the built-in protocols (ARP, IPv4, ICMP, ...). Call once, first. */
+int net_init(void);
+/* Open the devices and start the stack thread. Returns 0 or -errno. */
+int net_run(void);
+/* As net_run() but without a stack thread: the caller drives the stack
+ * with net_poll() (protocol tests, fuzzers). */
+int net_run_polled(void);
+/* Wake every blocked caller (they fail with ESHUTDOWN), stop the stack
+ * thread and the drivers' threads, close devices and free everything. */
+void net_shutdown(void);
+/* Non-zero once net_shutdown() has begun. Blocked callers check it. */
+int net_is_shutting_down(void);
+/* Register fn to run first thing in net_shutdown(), before threads stop: the
+ * place to wake a module's blocked callers. */
+int net_shutdown_notify(void (*fn)(void *arg), void *arg);
+/* Drain the input queue and run due timers on the calling thread, until
+ * there is nothing left to do. For tests and tools that run without the
+ * stack thread. Returns the number of frames and timers processed. */
+int net_poll(void);
+/* Human-readable "group.counter value" lines for every statistic. */
+size_t net_stats_format(char *buf, size_t size, int nonzero_only);
+
+/* Statistics of the core. */
+enum net_stat {
+    NETSTAT_INPUT_QUEUED,
+    NETSTAT_INPUT_QUEUE_FULL,
+    NETSTAT_INPUT_DEV_DOWN,
+    NETSTAT_INPUT_NO_PROTOCOL,
+    NETSTAT_TIMERS_RUN,
+    NETSTAT_COUNT
+};
+extern struct stats_group net_stats;
+
+#endif

@@ -1,0 +1,120 @@
+/*
+ * platform.h — everything netstep needs from the operating system.
+ *
+ * Where it sits: below every other module. This folder is the only place
+ * that includes <pthread.h>, <linux/if_tun.h> or <sys/capability.h>;
+ * porting netstep to another OS means rewriting platform/<os>/ only.
+ *
+ * What it offers:
+ *   - mutexes and condition variables (monotonic clock, absolute deadlines),
+ *   - named threads,
+ *   - a monotonic millisecond clock and a wall clock for log timestamps,
+ *   - random bytes (for ISNs, ARP jitter, fault injection seeds),
+ *   - the Linux tap device,
+ *   - capability checks and dropping them (libcap).
+ *
+ * Error convention: 0 or a positive value on success, a negative errno
+ * value on failure. Nothing here sets errno for the caller to read.
+ */
+#ifndef NETSTEP_PLATFORM_H
+#define NETSTEP_PLATFORM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- mutex --------------------------------------------------------------
+ * A plain (non-recursive) mutex that remembers its owner, so functions named
+ * *_locked can assert that their caller holds it. */
+struct mutex {
+    pthread_mutex_t m;
+    _Atomic(unsigned long) owner; /* thread id of the holder, 0 when free */
+};
+
+/* For mutexes with static storage: struct mutex m = MUTEX_INITIALIZER; */
+#define MUTEX_INITIALIZER { .m = PTHREAD_MUTEX_INITIALIZER, .owner = 0 }
+
+void mutex_init(struct mutex *mu);
+void mutex_destroy(struct mutex *mu);
+void mutex_lock(struct mutex *mu);
+void mutex_unlock(struct mutex *mu);
+/* Non-zero if the calling thread holds mu. For assertions only. */
+int mutex_held(struct mutex *mu);
+
+/* ---- condition variable ------------------------------------------------ */
+struct cond {
+    pthread_cond_t c;
+};
+
+void cond_init(struct cond *cv);
+void cond_destroy(struct cond *cv);
+/* Wait on cv, releasing mu meanwhile. Always call in a loop that re-checks
+ * the condition: wake-ups may be spurious. */
+void cond_wait(struct cond *cv, struct mutex *mu);
+/* As cond_wait, but give up at deadline_ms on the monotonic clock
+ * (platform_now_ms()). Returns 0 when woken, -ETIMEDOUT at the deadline. */
+int cond_wait_until(struct cond *cv, struct mutex *mu, uint64_t deadline_ms);
+void cond_signal(struct cond *cv);
+void cond_broadcast(struct cond *cv);
+
+/* ---- threads ----------------------------------------------------------- */
+struct thread {
+    pthread_t t;
+    int started;
+};
+
+/* Start fn(arg) on a new thread called name (at most 15 characters are
+ * kept). Returns 0 or -errno. */
+int thread_create(struct thread *th, const char *name, void *(*fn)(void *), void *arg);
+int thread_join(struct thread *th);
+/* Name the calling thread (used by the log). */
+void thread_set_name(const char *name);
+/* Copy the calling thread's name into buf. */
+void thread_get_name(char *buf, size_t size);
+/* A small integer id of the calling thread (non-zero). */
+unsigned long thread_self_id(void);
+
+/* ---- time -------------------------------------------------------------- */
+/* Milliseconds on a monotonic clock; never goes back. */
+uint64_t platform_now_ms(void);
+/* Microseconds on the same monotonic clock (RTT measurements). */
+uint64_t platform_now_us(void);
+/* Wall-clock time split for log lines and pcap timestamps. */
+void platform_wallclock(int64_t *sec, int32_t *usec);
+/* Sleep the calling thread. Only apps and tests use this; the stack never
+ * sleeps, it waits on conditions. */
+void platform_sleep_ms(unsigned ms);
+
+/* ---- randomness -------------------------------------------------------- */
+/* Fill buf with len bytes from the kernel's CSPRNG. */
+void platform_random(void *buf, size_t len);
+
+/* ---- tap --------------------------------------------------------------- */
+/* Open the tap named name (creating it if absent and allowed).
+ * On success returns the fd and stores whether the tap was created by us in
+ * *created. On failure returns -errno. */
+int platform_tap_open(const char *name, int *created);
+void platform_tap_close(int fd);
+/* Bring the kernel side of interface name up (needs CAP_NET_ADMIN). */
+int platform_link_set_up(const char *name);
+/* Read one frame, waiting up to timeout_ms (<0: forever). Returns the frame
+ * length, 0 on timeout, or -errno. */
+int platform_tap_read(int fd, void *buf, size_t size, int timeout_ms);
+/* Write one frame. Returns the length written or -errno. */
+int platform_tap_write(int fd, const void *buf, size_t len);
+/* A pipe that wakes a thread blocked in platform_tap_read: used on close. */
+int platform_wakeup_open(int fds[2]);
+void platform_wakeup_signal(int fds[2]);
+void platform_wakeup_close(int fds[2]);
+/* As platform_tap_read, but also returns -EINTR when the wakeup pipe fires. */
+int platform_tap_read_or_wake(int fd, int wake_fd, void *buf, size_t size, int timeout_ms);
+
+/* ---- capabilities ------------------------------------------------------ */
+/* Non-zero if the process may open or create a tap (CAP_NET_ADMIN in its
+ * effective set). */
+int platform_can_admin_net(void);
+/* Drop every capability in every set. Returns 0 or -errno. */
+int platform_drop_capabilities(void);
+
+#endif
