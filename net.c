@@ -561,7 +561,10 @@ void net_timer_arm(struct net_timer *t, uint64_t delay_ms)
     int earliest;
 
     mutex_lock(&timer_lock);
-    if (!t->reserved) { /* init failed or destroyed: a caller bug */
+    /* A timer without a slot (init failed, destroyed, or initialised before
+     * a net_shutdown that freed the heap) cannot be armed: a caller bug,
+     * reported rather than written past the heap. */
+    if (!t->reserved || (t->heap_index < 0 && heap_len >= heap_cap)) {
         mutex_unlock(&timer_lock);
         log_error(LOG_TIMER, "arming timer %s that has no slot", t->name ? t->name : "?");
         return;

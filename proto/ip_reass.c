@@ -305,12 +305,12 @@ static void reass_timer_fire(void *arg)
 /* Check the new fragment fi against what ctx already holds and find where
  * it goes. Returns REASS_HELD with *link set to the pointer to insert at,
  * or the verdict that refuses it. RFC 791 §3.2 reassembly, made strict. */
-static enum reass_verdict reass_place_locked(const struct reass_ctx *ctx,
+static enum reass_verdict reass_place_locked(struct reass_ctx *ctx,
                                              const struct reass_frag_info *fi,
                                              struct pbuf ***link)
 {
     size_t end = fi->off + fi->len, held_end = 0;
-    struct pbuf *const *pp = &ctx->frags;
+    struct pbuf **pp = &ctx->frags;
 
     assert(mutex_held(&reass_lock));
     /* Everything before the new fragment's place (sorted by offset). */
@@ -333,7 +333,7 @@ static enum reass_verdict reass_place_locked(const struct reass_ctx *ctx,
     }
     if (reass_bytes + fi->len > net_config.ip_reass_max_bytes)
         return REASS_TOO_MANY_BYTES;
-    *link = (struct pbuf **)pp;
+    *link = pp;
     return REASS_HELD;
 }
 
