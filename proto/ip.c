@@ -428,6 +428,13 @@ static void ip_input(struct net_device *dev, struct pbuf *pb)
         stat = IPSTAT_IN_NO_IFACE, why = "no IPv4 address on the device";
         goto drop;
     }
+    if (hdr->src == iface->broadcast) {
+        /* RFC 1122 §3.2.1.3: a host MUST silently discard a datagram whose
+         * source is {<Network-number>, -1}; answering it would reach every
+         * host on the link. */
+        stat = IPSTAT_IN_BAD_SOURCE, why = "subnet broadcast source";
+        goto drop;
+    }
     if (!ip_accepts(iface, hdr->dst)) {
         stat = IPSTAT_IN_NOT_FOR_US, why = "not addressed to us";
         goto drop;
