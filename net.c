@@ -25,6 +25,8 @@
 #include "proto/ether.h"
 #include "proto/icmp.h"
 #include "proto/ip.h"
+#include "proto/sock_var.h"
+#include "proto/udp.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -42,6 +44,13 @@ struct net_config net_config = {
     .ip_default_ttl = 64,
     .icmp_ratelimit_per_s = 100,
     .icmp_ping_queue_max = 64,
+    .sock_max = 1024,
+    .sock_rcvbuf_default = 256 * 1024,
+    .sock_sndbuf_default = 256 * 1024,
+    .sock_buf_min = 2048,
+    .sock_buf_max = 16 * 1024 * 1024,
+    .port_ephemeral_lo = 49152,
+    .port_ephemeral_hi = 65535,
 };
 
 static const char *const net_stat_names[NETSTAT_COUNT] = {
@@ -744,7 +753,7 @@ int net_init(void)
     cond_init(&input_cond);
     stats_register(&net_stats);
     if ((err = ether_init()) < 0 || (err = arp_init()) < 0 || (err = ip_init()) < 0 ||
-        (err = icmp_init()) < 0) {
+        (err = icmp_init()) < 0 || (err = sock_init()) < 0 || (err = udp_init()) < 0) {
         log_error(LOG_NET, "init failed: %s", strerror(-err));
         return err;
     }
@@ -832,7 +841,10 @@ void net_shutdown(void)
     mutex_unlock(&net_lock);
     for (struct net_device *d = dev; d; d = d->next)
         net_device_close(d);
-    /* 4. free protocol state, then the queue, devices and registries */
+    /* 4. close what apps left open, free protocol state, then the queue,
+     * devices and registries */
+    sock_cleanup();
+    udp_cleanup();
     icmp_cleanup();
     ip_cleanup();
     arp_cleanup();

@@ -48,6 +48,13 @@ struct net_config {
     unsigned ip_default_ttl;
     unsigned icmp_ratelimit_per_s; /* ICMP errors sent per second */
     unsigned icmp_ping_queue_max;  /* echo replies queued per ping handle */
+    unsigned sock_max;             /* descriptors open at once */
+    unsigned sock_rcvbuf_default;  /* SO_RCVBUF of a new socket, bytes */
+    unsigned sock_sndbuf_default;  /* SO_SNDBUF of a new socket, bytes */
+    unsigned sock_buf_min;         /* SO_RCVBUF/SO_SNDBUF are clamped to */
+    unsigned sock_buf_max;         /*   [sock_buf_min, sock_buf_max] */
+    unsigned port_ephemeral_lo;    /* local ports chosen by the stack */
+    unsigned port_ephemeral_hi;    /*   (RFC 6335: 49152-65535) */
 };
 
 extern struct net_config net_config;

@@ -37,6 +37,8 @@ struct pbuf {
     struct net_device *dev;  /* device it arrived on, or leaves by */
     uint16_t proto;          /* EtherType of what data points at, once known */
     uint16_t flags;          /* PBUF_FLAG_* */
+    uint8_t cb[16];          /* scratch for the layer holding it (e.g. a
+                                socket queue keeps the sender's address) */
     uint8_t *data;           /* start of the current layer */
     size_t len;              /* bytes from data to the end of the packet */
     size_t cap;              /* size of buf */

@@ -1,0 +1,87 @@
+/*
+ * discard-server — the Discard Protocol (RFC 863): whatever arrives on port
+ * 9 is thrown away; the server counts it and reports bytes and rate.
+ *
+ *     build/bin/discard-server          # then: nc -u 192.0.2.2 9 < somefile
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/common.h"
+#include "proto/sock.h"
+#include "proto/udp.h"
+
+#define DISCARD_PORT 9
+
+struct udp_counter {
+    int sd;
+    unsigned long datagrams;
+    unsigned long long bytes;
+    uint64_t first_ms, last_ms;
+};
+
+static void *udp_discard_main(void *arg)
+{
+    struct udp_counter *c = arg;
+    static uint8_t buf[UDP_PAYLOAD_MAX];
+
+    thread_set_name("discard-udp");
+    for (;;) {
+        ssize_t n = sock_recv(c->sd, buf, sizeof(buf), 0);
+        if (n < 0) {
+            if (errno == EBADF || errno == ESHUTDOWN)
+                break;
+            continue;
+        }
+        c->last_ms = platform_now_ms();
+        if (c->datagrams++ == 0)
+            c->first_ms = c->last_ms;
+        c->bytes += (unsigned long long)n;
+    }
+    return NULL;
+}
+
+static void report(const char *prog, const struct udp_counter *c)
+{
+    double secs = (double)(c->last_ms - c->first_ms) / 1000.0;
+
+    printf("%s: udp: discarded %lu datagrams, %llu bytes", prog, c->datagrams, c->bytes);
+    if (secs > 0)
+        printf(" in %.3f s (%.2f MB/s)", secs, (double)c->bytes / secs / 1e6);
+    printf("\n");
+}
+
+int main(int argc, char **argv)
+{
+    struct app_options o;
+    struct udp_counter c = { 0 };
+    struct sockaddr_in addr = { .sin_family = AF_INET };
+    struct thread th;
+    char a[IP_ADDR_STR_LEN];
+    uint16_t port;
+
+    app_parse_args(&o, argc, argv, NULL, "Discard whatever arrives, and count it (RFC 863).",
+                   NULL, NULL, NULL);
+    port = o.port > 0 ? (uint16_t)o.port : DISCARD_PORT;
+    app_signals_block();
+    app_stack_up(&o);
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = app_iface()->unicast;
+    c.sd = sock_open(AF_INET, SOCK_DGRAM, 0);
+    if (c.sd < 0 || sock_bind(c.sd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        fprintf(stderr, "%s: udp port %u: %s\n", o.prog, port, strerror(errno));
+        return 1;
+    }
+    if (thread_create(&th, "discard-udp", udp_discard_main, &c) < 0)
+        return 1;
+    printf("%s: listening on %s:%u (udp)\n", o.prog, ip_addr_ntop(app_iface()->unicast, a, sizeof(a)), port);
+    fflush(stdout);
+    app_wait_signal(-1);
+    sock_close(c.sd);
+    thread_join(&th);
+    report(o.prog, &c);
+    app_stack_down(&o);
+    return 0;
+}
