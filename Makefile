@@ -95,8 +95,12 @@ test: all $(UNIT_BINS) $(PROTO_BINS) $(if $(SAN),,$(FUZZ_BINS))
 demo: all
 	tools/demo
 
-bench: all
-	$(PYTHON) bench/bench.py
+$(BUILD)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $<
+
+bench: all $(BUILD)/bench/udpbench
+	NETSTEP_BUILD=$(BUILD) $(PYTHON) bench/bench.py
 
 setcap: all
 	setcap cap_net_admin+ep $(BUILD)/bin/* || { echo "setcap needs root (sudo make setcap)"; exit 1; }
