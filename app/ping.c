@@ -121,12 +121,16 @@ static void print_reply(const struct icmp_ping_reply *r, const uint8_t *data, si
     printf("\n");
 }
 
-/* Wait until deadline (µs) for replies, printing each. Returns 1 if a
- * signal asked us to stop. */
+/* Wait until deadline (µs) for replies, printing each; with last set,
+ * stop as soon as every request has its answer (as iputils does: -W only
+ * matters while a reply is missing). Returns 1 if a signal asked us to
+ * stop. */
 static int collect(struct icmp_ping *p, uint64_t deadline_us, uint8_t *buf, size_t size,
-                   struct ping_stats *st)
+                   struct ping_stats *st, int last)
 {
     for (;;) {
+        if (last && st->received + st->errors >= st->sent)
+            return 0;
         struct icmp_ping_reply r;
         uint64_t now = platform_now_us();
         int left = now >= deadline_us ? 0 : (int)((deadline_us - now + 999) / 1000);
@@ -203,7 +207,7 @@ int main(int argc, char **argv)
         st.sent++;
         int last = po.count != 0 && seq == po.count;
         double wait_s = last ? po.wait : po.interval;
-        stop = collect(p, platform_now_us() + (uint64_t)(wait_s * 1e6), buf, po.size, &st);
+        stop = collect(p, platform_now_us() + (uint64_t)(wait_s * 1e6), buf, po.size, &st, last);
     }
     print_summary(argv[idx], &st, platform_now_ms() - start);
     icmp_ping_close(p);

@@ -66,6 +66,12 @@ static int ether_tap_open(struct net_device *dev)
     struct tap_priv *priv = dev->priv;
     int err;
 
+    /* Right after a tap is attached, the kernel drops what we write until
+     * the link is operationally up: wait for it (briefly; a tap left
+     * administratively down never comes up, and then we go on anyway). */
+    if (platform_link_wait_up(dev->name, 1000) < 0)
+        log_warn(LOG_DEV, "%s: link is not up; is it down on the kernel side? (ip link set %s up)",
+                 dev->name, dev->name);
     if ((err = platform_wakeup_open(priv->wake)) < 0)
         return err;
     if ((err = thread_create(&priv->rx, "rx-tap", tap_rx_main, dev)) < 0) {

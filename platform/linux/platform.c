@@ -247,6 +247,27 @@ void platform_tap_close(int fd)
         close(fd);
 }
 
+int platform_link_wait_up(const char *name, unsigned timeout_ms)
+{
+    char path[96], state[16];
+    uint64_t deadline = platform_now_ms() + timeout_ms;
+
+    snprintf(path, sizeof(path), "/sys/class/net/%s/operstate", name);
+    for (;;) {
+        FILE *f = fopen(path, "re");
+        int up = 0;
+        if (f) {
+            up = fgets(state, sizeof(state), f) && strncmp(state, "up", 2) == 0;
+            fclose(f);
+        }
+        if (up)
+            return 0;
+        if (platform_now_ms() >= deadline)
+            return -ETIMEDOUT;
+        platform_sleep_ms(5);
+    }
+}
+
 int platform_link_set_up(const char *name)
 {
     struct ifreq ifr;

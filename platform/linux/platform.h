@@ -96,6 +96,10 @@ void platform_random(void *buf, size_t len);
  * *created. On failure returns -errno. */
 int platform_tap_open(const char *name, int *created);
 void platform_tap_close(int fd);
+/* Wait up to timeout_ms for interface name to be operationally up (the
+ * kernel drops frames written to a tap before that). Returns 0 when up,
+ * -ETIMEDOUT otherwise. */
+int platform_link_wait_up(const char *name, unsigned timeout_ms);
 /* Bring the kernel side of interface name up (needs CAP_NET_ADMIN). */
 int platform_link_set_up(const char *name);
 /* Read one frame, waiting up to timeout_ms (<0: forever). Returns the frame
