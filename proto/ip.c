@@ -135,6 +135,11 @@ int ip_prefix_pton(const char *s, uint32_t *addr, uint32_t *netmask)
     return 0;
 }
 
+static int is_loopback_addr(uint32_t addr)
+{
+    return (ntoh32(addr) >> 24) == 127; /* 127.0.0.0/8 */
+}
+
 static int is_group_addr(uint32_t addr)
 {
     return (ntoh32(addr) >> 28) == 0xe; /* 224.0.0.0/4, multicast */
@@ -428,6 +433,12 @@ static void ip_input(struct net_device *dev, struct pbuf *pb)
         stat = IPSTAT_IN_NO_IFACE, why = "no IPv4 address on the device";
         goto drop;
     }
+    if ((is_loopback_addr(hdr->src) || is_loopback_addr(hdr->dst)) &&
+        dev->type != NET_DEVICE_TYPE_LOOPBACK && !(pb->flags & PBUF_FLAG_NO_LINK)) {
+        /* RFC 1122 §3.2.1.3 (g): 127/8 never appears on a wire */
+        stat = IPSTAT_IN_BAD_SOURCE, why = "loopback address from a wire";
+        goto drop;
+    }
     if (hdr->src == iface->broadcast) {
         /* RFC 1122 §3.2.1.3: a host MUST silently discard a datagram whose
          * source is {<Network-number>, -1}; answering it would reach every
@@ -530,6 +541,12 @@ int ip_output_opt(uint8_t protocol, struct pbuf *pb, uint32_t src, uint32_t dst,
         STAT_INC(&ip_stats, IPSTAT_OUT_TOO_BIG);
         pbuf_free(pb);
         return -EMSGSIZE;
+    }
+    if (is_loopback_addr(dst) && !ip_addr_is_local(dst)) {
+        /* RFC 1122 §3.2.1.3 (g): MUST NOT be sent outside a host */
+        STAT_INC(&ip_stats, IPSTAT_OUT_NO_ROUTE);
+        pbuf_free(pb);
+        return -ENETUNREACH;
     }
     if (src != IP_ADDR_ANY && (iface = ip_iface_by_addr(src)) != NULL &&
         (dst == IP_ADDR_BROADCAST || dst == iface->broadcast)) {

@@ -18,6 +18,7 @@
 #include "proto/sock.h"
 
 #include <errno.h>
+#include <netinet/tcp.h>
 #include <string.h>
 
 #include "proto/sock_var.h"
@@ -197,12 +198,21 @@ static struct sock *sock_get(int sd)
 {
     struct sock *s = NULL;
 
+    /* Once the stack stops, every call fails with ESHUTDOWN, including on
+     * descriptors its clean-up has already closed. */
+    if (net_is_shutting_down()) {
+        errno = ESHUTDOWN;
+        return NULL;
+    }
+
     mutex_lock(&sock_lock);
     if (sd >= 0 && sd < table_size && table[sd]) {
         s = table[sd];
         s->refs++;
     }
     mutex_unlock(&sock_lock);
+    if (!s)
+        errno = EBADF;
     return s;
 }
 
@@ -326,7 +336,7 @@ int sock_bind(int sd, const struct sockaddr *addr, socklen_t addrlen)
     int err;
 
     if (!s)
-        return fail(-EBADF);
+        return fail(errno == ESHUTDOWN ? -ESHUTDOWN : -EBADF);
     if ((err = addr_from_user(addr, addrlen, &a)) == 0)
         err = s->ops->bind(s, &a);
     sock_put(s);
@@ -340,7 +350,7 @@ int sock_connect(int sd, const struct sockaddr *addr, socklen_t addrlen)
     int err;
 
     if (!s)
-        return fail(-EBADF);
+        return fail(errno == ESHUTDOWN ? -ESHUTDOWN : -EBADF);
     if ((err = addr_from_user(addr, addrlen, &a)) == 0)
         err = s->ops->connect(s, &a, deadline_for(s, 0, 1));
     sock_put(s);
@@ -353,7 +363,7 @@ int sock_listen(int sd, int backlog)
     int err;
 
     if (!s)
-        return fail(-EBADF);
+        return fail(errno == ESHUTDOWN ? -ESHUTDOWN : -EBADF);
     err = s->ops->listen ? s->ops->listen(s, backlog) : -EOPNOTSUPP;
     sock_put(s);
     return err < 0 ? fail(err) : 0;
@@ -366,7 +376,7 @@ int sock_accept(int sd, struct sockaddr *addr, socklen_t *addrlen)
     int err;
 
     if (!s)
-        return fail(-EBADF);
+        return fail(errno == ESHUTDOWN ? -ESHUTDOWN : -EBADF);
     err = s->ops->accept ? s->ops->accept(s, &child, deadline_for(s, 0, 0)) : -EOPNOTSUPP;
     sock_put(s);
     if (err < 0)
@@ -385,7 +395,7 @@ ssize_t sock_sendmsg(int sd, const struct msghdr *msg, int flags)
     int err = 0;
 
     if (!s)
-        return fail(-EBADF);
+        return fail(errno == ESHUTDOWN ? -ESHUTDOWN : -EBADF);
     if (!msg || (msg->msg_iovlen && !msg->msg_iov))
         err = -EFAULT;
     for (size_t i = 0; !err && i < msg->msg_iovlen; i++) {
@@ -415,7 +425,7 @@ ssize_t sock_recvmsg(int sd, struct msghdr *msg, int flags)
     ssize_t n;
 
     if (!s)
-        return fail(-EBADF);
+        return fail(errno == ESHUTDOWN ? -ESHUTDOWN : -EBADF);
     if (!msg || (msg->msg_iovlen && !msg->msg_iov)) {
         sock_put(s);
         return fail(-EFAULT);
@@ -483,7 +493,7 @@ int sock_shutdown(int sd, int how)
     int err;
 
     if (!s)
-        return fail(-EBADF);
+        return fail(errno == ESHUTDOWN ? -ESHUTDOWN : -EBADF);
     if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
         err = -EINVAL;
     else
@@ -499,7 +509,7 @@ static int sock_name(int sd, int peer, struct sockaddr *addr, socklen_t *addrlen
     int err;
 
     if (!s)
-        return fail(-EBADF);
+        return fail(errno == ESHUTDOWN ? -ESHUTDOWN : -EBADF);
     if (!addr || !addrlen)
         err = -EFAULT;
     else if ((err = s->ops->name(s, peer, &a)) == 0)
@@ -556,10 +566,56 @@ static int clamp_buf(int v)
     return v;
 }
 
+static int setopt_linger(struct sock *s, const void *val, socklen_t len)
+{
+    struct linger l;
+
+    if (!val)
+        return -EFAULT;
+    if (len < (socklen_t)sizeof(l))
+        return -EINVAL;
+    memcpy(&l, val, sizeof(l));
+    atomic_store(&s->linger_on, l.l_onoff != 0);
+    atomic_store(&s->linger_s, l.l_linger < 0 ? 0 : l.l_linger);
+    return 0;
+}
+
+/* IPPROTO_TCP options; stored on the socket, read by tcp*.c. */
+static int setopt_tcp(struct sock *s, int name, const void *val, socklen_t len)
+{
+    int v = 0, err;
+
+    if (s->type != SOCK_STREAM)
+        return -ENOPROTOOPT;
+    if ((err = opt_int(val, len, &v)) < 0)
+        return err;
+    switch (name) {
+    case TCP_NODELAY: atomic_store(&s->nodelay, v != 0); return 0;
+    case TCP_KEEPIDLE:
+        if (v < 1 || v > 32767)
+            return -EINVAL;
+        atomic_store(&s->keep_idle_s, v);
+        return 0;
+    case TCP_KEEPINTVL:
+        if (v < 1 || v > 32767)
+            return -EINVAL;
+        atomic_store(&s->keep_intvl_s, v);
+        return 0;
+    case TCP_KEEPCNT:
+        if (v < 1 || v > 127)
+            return -EINVAL;
+        atomic_store(&s->keep_cnt, v);
+        return 0;
+    }
+    return -ENOPROTOOPT;
+}
+
 static int setopt_socket(struct sock *s, int name, const void *val, socklen_t len)
 {
     int v = 0, err;
 
+    if (name == SO_LINGER)
+        return setopt_linger(s, val, len);
     if (name == SO_RCVTIMEO)
         return opt_timeout(val, len, &s->rcvtimeo_ms);
     if (name == SO_SNDTIMEO)
@@ -569,6 +625,7 @@ static int setopt_socket(struct sock *s, int name, const void *val, socklen_t le
     switch (name) {
     case SO_REUSEADDR: atomic_store(&s->reuseaddr, v != 0); return 0;
     case SO_BROADCAST: atomic_store(&s->broadcast, v != 0); return 0;
+    case SO_KEEPALIVE: atomic_store(&s->keepalive, v != 0); return 0;
     case SO_RCVBUF: atomic_store(&s->rcvbuf, clamp_buf(v)); sock_wakeup(s); return 0;
     case SO_SNDBUF: atomic_store(&s->sndbuf, clamp_buf(v)); sock_wakeup(s); return 0;
     }
@@ -581,7 +638,7 @@ int sock_setsockopt(int sd, int level, int optname, const void *optval, socklen_
     int err = -ENOPROTOOPT, v;
 
     if (!s)
-        return fail(-EBADF);
+        return fail(errno == ESHUTDOWN ? -ESHUTDOWN : -EBADF);
     if (level == SOL_SOCKET) {
         err = setopt_socket(s, optname, optval, optlen);
     } else if (level == SOL_NETSTEP && optname == NETSTEP_NONBLOCK) {
@@ -592,7 +649,11 @@ int sock_setsockopt(int sd, int level, int optname, const void *optval, socklen_
     } else if (level == IPPROTO_IP && optname == IP_TTL) {
         if ((err = opt_int(optval, optlen, &v)) == 0)
             err = (v < 0 || v > 255) ? -EINVAL : (atomic_store(&s->ttl, v), 0);
+    } else if (level == IPPROTO_TCP) {
+        err = setopt_tcp(s, optname, optval, optlen);
     }
+    if (err == 0 && s->ops->opt_changed)
+        s->ops->opt_changed(s, level, optname);
     sock_put(s);
     return err < 0 ? fail(err) : 0;
 }
@@ -604,11 +665,21 @@ static int getopt_value(struct sock *s, int level, int name, int *v, int64_t *ms
         return *v = atomic_load(&s->nonblock), 0;
     if (level == IPPROTO_IP && name == IP_TTL)
         return *v = atomic_load(&s->ttl) ? atomic_load(&s->ttl) : (int)net_config.ip_default_ttl, 0;
+    if (level == IPPROTO_TCP && s->type == SOCK_STREAM) {
+        switch (name) {
+        case TCP_NODELAY: *v = atomic_load(&s->nodelay); return 0;
+        case TCP_KEEPIDLE: *v = atomic_load(&s->keep_idle_s) ? atomic_load(&s->keep_idle_s) : (int)net_config.tcp_keep_idle_s; return 0;
+        case TCP_KEEPINTVL: *v = atomic_load(&s->keep_intvl_s) ? atomic_load(&s->keep_intvl_s) : (int)net_config.tcp_keep_intvl_s; return 0;
+        case TCP_KEEPCNT: *v = atomic_load(&s->keep_cnt) ? atomic_load(&s->keep_cnt) : (int)net_config.tcp_keep_cnt; return 0;
+        }
+        return -ENOPROTOOPT;
+    }
     if (level != SOL_SOCKET)
         return -ENOPROTOOPT;
     switch (name) {
     case SO_REUSEADDR: *v = atomic_load(&s->reuseaddr); return 0;
     case SO_BROADCAST: *v = atomic_load(&s->broadcast); return 0;
+    case SO_KEEPALIVE: *v = atomic_load(&s->keepalive); return 0;
     case SO_RCVBUF: *v = atomic_load(&s->rcvbuf); return 0;
     case SO_SNDBUF: *v = atomic_load(&s->sndbuf); return 0;
     case SO_TYPE: *v = s->type; return 0;
@@ -628,7 +699,7 @@ int sock_getsockopt(int sd, int level, int optname, void *optval, socklen_t *opt
     int v = 0, err;
 
     if (!s)
-        return fail(-EBADF);
+        return fail(errno == ESHUTDOWN ? -ESHUTDOWN : -EBADF);
     if (!optval || !optlen) {
         sock_put(s);
         return fail(-EFAULT);
@@ -695,6 +766,10 @@ int sock_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
     atomic_fetch_add(&poll_waiters, 1);
     for (;;) {
         uint64_t gen;
+        if (net_is_shutting_down()) { /* before the scan: clean-up may have closed them */
+            atomic_fetch_sub(&poll_waiters, 1);
+            return fail(-ESHUTDOWN);
+        }
         mutex_lock(&poll_lock);
         gen = poll_gen;
         mutex_unlock(&poll_lock);

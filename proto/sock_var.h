@@ -64,6 +64,8 @@ struct sock_ops {
     int (*name)(struct sock *s, int peer, struct sock_addr *a);
     int (*take_error)(struct sock *s); /* SO_ERROR: pending error, cleared */
     void (*wake)(struct sock *s);      /* broadcast s->cv under the module lock */
+    /* optional: an option changed (keepalive armed, Nagle lifted, ...) */
+    void (*opt_changed)(struct sock *s, int level, int name);
 };
 
 struct sock {
@@ -82,6 +84,14 @@ struct sock {
     _Atomic int ttl;             /* [a] 0: default */
     _Atomic int64_t rcvtimeo_ms; /* [a] -1: none */
     _Atomic int64_t sndtimeo_ms; /* [a] -1: none */
+    /* TCP's options, read by tcp*.c through pcb->sock */
+    _Atomic int nodelay;         /* [a] TCP_NODELAY */
+    _Atomic int keepalive;       /* [a] SO_KEEPALIVE */
+    _Atomic int keep_idle_s;     /* [a] TCP_KEEPIDLE, 0: default */
+    _Atomic int keep_intvl_s;    /* [a] TCP_KEEPINTVL */
+    _Atomic int keep_cnt;        /* [a] TCP_KEEPCNT */
+    _Atomic int linger_on;       /* [a] SO_LINGER l_onoff */
+    _Atomic int linger_s;        /* [a] SO_LINGER l_linger */
 };
 
 /* Register the transport serving (type, protocol); protocol 0 picks it as

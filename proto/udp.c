@@ -139,14 +139,16 @@ static int bind_locked(struct udp_pcb *pcb, uint32_t addr, uint16_t port)
 /* Does pcb want a datagram to dst:dport from src:sport? Returns a score,
  * higher for a closer match, or -1. */
 static int match_score(const struct udp_pcb *p, uint32_t src, uint16_t sport, uint32_t dst,
-                       uint16_t dport, int bcast)
+                       uint16_t dport)
 {
     int score = 0;
 
     if (!p->bound || p->closed || p->local.port != dport)
         return -1;
     if (p->local.addr != IP_ADDR_ANY) {
-        if (p->local.addr != dst && !bcast)
+        /* as in BSD and Linux, a broadcast reaches only sockets bound to the
+         * wildcard or to that broadcast address itself */
+        if (p->local.addr != dst)
             return -1;
         score += 2;
     }
@@ -187,7 +189,7 @@ static int deliver(struct pbuf *pb, uint32_t src, uint16_t sport, uint32_t dst, 
 
     mutex_lock(&udp_lock);
     for (struct udp_pcb *p = pcbs; p; p = p->next) {
-        int score = match_score(p, src, sport, dst, dport, bcast);
+        int score = match_score(p, src, sport, dst, dport);
         if (score < 0)
             continue;
         if (bcast) { /* RFC 1122 §4.1.3.6: every socket on the port gets one */
@@ -491,6 +493,8 @@ static int recv_wait_locked(struct udp_pcb *pcb, uint64_t deadline)
     int err;
 
     for (;;) {
+        if (net_is_shutting_down())
+            return -ESHUTDOWN; /* before closed: the clean-up closes sockets */
         if (pcb->closed)
             return -EBADF;
         if (pcb->rxq)
