@@ -55,6 +55,21 @@ struct net_config {
     unsigned sock_buf_max;         /*   [sock_buf_min, sock_buf_max] */
     unsigned port_ephemeral_lo;    /* local ports chosen by the stack */
     unsigned port_ephemeral_hi;    /*   (RFC 6335: 49152-65535) */
+    unsigned tcp_max_pcbs;         /* connections in any state, all told */
+    unsigned tcp_syn_backlog;      /* half-open connections per listener */
+    unsigned tcp_backlog_max;      /* ceiling on listen()'s backlog */
+    unsigned tcp_syn_retries;      /* SYN / SYN-ACK retransmissions */
+    unsigned tcp_retries;          /* data retransmissions before ETIMEDOUT */
+    unsigned tcp_rto_initial_ms;   /* RFC 6298 §2.1: 1 s */
+    unsigned tcp_rto_min_ms;       /* RFC 6298 says 1 s; Linux uses 200 ms */
+    unsigned tcp_rto_max_ms;
+    unsigned tcp_delack_ms;        /* delayed ACK (RFC 9293: < 0.5 s) */
+    unsigned tcp_msl_ms;           /* TIME-WAIT lasts 2 * MSL */
+    unsigned tcp_fin_wait2_ms;     /* an orphan in FIN-WAIT-2 is dropped after */
+    unsigned tcp_challenge_ack_per_s; /* RFC 5961 §7 rate limit */
+    unsigned tcp_keep_idle_s;      /* keepalive defaults (RFC 1122 §4.2.3.6) */
+    unsigned tcp_keep_intvl_s;
+    unsigned tcp_keep_cnt;
 };
 
 extern struct net_config net_config;
