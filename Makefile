@@ -35,7 +35,7 @@ LIB_SRCS := net.c $(wildcard util/*.c proto/*.c driver/*.c platform/linux/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libnetstep.a
 
-APP_COMMON := app/common.c
+APP_COMMON := app/common.c app/server.c
 APP_SRCS   := $(filter-out $(APP_COMMON),$(wildcard app/*.c))
 APPS       := $(APP_SRCS:app/%.c=$(BUILD)/bin/%)
 
@@ -63,7 +63,7 @@ $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/bin/%: app/%.c $(APP_COMMON) $(LIB)
+$(BUILD)/bin/%: app/%.c $(APP_COMMON) app/common.h app/server.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(APP_COMMON) $(LIB) $(LDFLAGS) $(LDLIBS)
 

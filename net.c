@@ -6,6 +6,7 @@
  *   net_init / net_run / net_shutdown    apps and tests
  *   net_device_register                  drivers (driver/)
  *   net_input                            drivers' RX threads (any thread)
+ *   net_device_hook_add / net_hook_next  pcap and fault hooks (driver/)
  *   net_device_output                    ip_output, arp (any thread)
  *   net_timer_*                          protocol modules (any thread)
  *   net_poll                             tests without a stack thread
@@ -13,7 +14,9 @@
  * The stack thread (stack_thread_main) sleeps on input_cond until a frame is
  * queued, a timer earlier than its sleep is armed, or shutdown begins; it
  * never polls on an interval. Lock order: net_lock, then queue_lock, then
- * timer_lock; a device's tx_lock is taken with none of these held.
+ * timer_lock; a device's tx_lock is taken with none of these held. Device
+ * hooks run with none of net.c's locks held (they may arm timers, queue
+ * input and transmit).
  */
 #include "net.h"
 
@@ -26,9 +29,11 @@
 #include "proto/icmp.h"
 #include "proto/ip.h"
 #include "proto/sock_var.h"
+#include "proto/tcp.h"
 #include "proto/udp.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/pktlog.h"
 
 struct net_config net_config = {
     .input_queue_max = 4096,
@@ -51,6 +56,21 @@ struct net_config net_config = {
     .sock_buf_max = 16 * 1024 * 1024,
     .port_ephemeral_lo = 49152,
     .port_ephemeral_hi = 65535,
+    .tcp_max_pcbs = 8192,
+    .tcp_syn_backlog = 256,
+    .tcp_backlog_max = 4096,
+    .tcp_syn_retries = 6,
+    .tcp_retries = 15,
+    .tcp_rto_initial_ms = 1000,
+    .tcp_rto_min_ms = 200,
+    .tcp_rto_max_ms = 60000,
+    .tcp_delack_ms = 40,
+    .tcp_msl_ms = 30000,
+    .tcp_fin_wait2_ms = 60000,
+    .tcp_challenge_ack_per_s = 1000,
+    .tcp_keep_idle_s = 7200,
+    .tcp_keep_intvl_s = 75,
+    .tcp_keep_cnt = 9,
 };
 
 static const char *const net_stat_names[NETSTAT_COUNT] = {
@@ -257,10 +277,46 @@ static void net_device_close(struct net_device *dev)
     log_info(LOG_NET, "%s: down", dev->name);
 }
 
-int net_device_transmit(struct net_device *dev, struct pbuf *pb)
+/* At debug, one tcpdump-style line per frame ("tap0 Out IP 192.0.2.2 >
+ * 192.0.2.1: ICMP echo reply, ..."), logged where the stack meets the
+ * device's hook chain: what the stack itself sends and receives. */
+static void dev_log_frame(struct net_device *dev, const struct pbuf *pb, const char *dir)
+{
+    char line[256];
+
+    if (!log_enabled(LOG_DEV, LOG_LEVEL_DEBUG))
+        return;
+    if (dev->type == NET_DEVICE_TYPE_ETHERNET && !(pb->flags & PBUF_FLAG_NO_LINK))
+        pktlog_format(pb->data, pb->len, line, sizeof(line));
+    else if (pb->proto == ETHER_TYPE_IP)
+        pktlog_format_ip(pb->data, pb->len, line, sizeof(line));
+    else
+        snprintf(line, sizeof(line), "type 0x%04x, length %zu", pb->proto, pb->len);
+    log_debug(LOG_DEV, "%s %s %s", dev->name, dir, line);
+}
+
+/* The last stage of the TX chain: the driver, under the device's tx_lock. */
+static int net_device_transmit_driver(struct net_device *dev, struct pbuf *pb)
 {
     size_t len = pb->len;
     int err;
+
+    mutex_lock(&dev->tx_lock);
+    err = dev->ops->transmit(dev, pb);
+    mutex_unlock(&dev->tx_lock);
+    if (err < 0) {
+        STAT_INC(&dev->stats, DEVSTAT_TX_ERRORS);
+        log_debug(LOG_NET, "%s: transmit failed: %s", dev->name, strerror(-err));
+        return err;
+    }
+    STAT_INC(&dev->stats, DEVSTAT_TX_FRAMES);
+    stat_add(&dev->stats, DEVSTAT_TX_BYTES, len);
+    return 0;
+}
+
+int net_device_transmit(struct net_device *dev, struct pbuf *pb)
+{
+    size_t len = pb->len;
 
     if (!net_device_is_up(dev)) {
         STAT_INC(&dev->stats, DEVSTAT_TX_DOWN);
@@ -274,18 +330,11 @@ int net_device_transmit(struct net_device *dev, struct pbuf *pb)
         pbuf_free(pb);
         return -EMSGSIZE;
     }
+    dev_log_frame(dev, pb, "Out");
     log_hex(LOG_DEV, pb->data, pb->len);
-    mutex_lock(&dev->tx_lock);
-    err = dev->ops->transmit(dev, pb);
-    mutex_unlock(&dev->tx_lock);
-    if (err < 0) {
-        STAT_INC(&dev->stats, DEVSTAT_TX_ERRORS);
-        log_debug(LOG_NET, "%s: transmit failed: %s", dev->name, strerror(-err));
-        return err;
-    }
-    STAT_INC(&dev->stats, DEVSTAT_TX_FRAMES);
-    stat_add(&dev->stats, DEVSTAT_TX_BYTES, len);
-    return 0;
+    if (dev->hook_upper) /* [c]: no lock needed to read the chain */
+        return dev->hook_upper->frame(dev->hook_upper, NET_DIR_TX, pb);
+    return net_device_transmit_driver(dev, pb);
 }
 
 int net_device_output(struct net_device *dev, uint16_t type, struct pbuf *pb, const uint8_t *dst)
@@ -323,6 +372,58 @@ int net_hwaddr_pton(const char *s, uint8_t *addr, size_t alen)
         }
     }
     return *s == '\0' ? 0 : -EINVAL;
+}
+
+/* ---- device hooks ---------------------------------------------------------- */
+
+static int net_input_enqueue(struct net_device *dev, struct pbuf *pb);
+
+int net_device_hook_add(struct net_device *dev, struct net_device_hook *h)
+{
+    int err = 0;
+
+    mutex_lock(&net_lock);
+    if (running) {
+        err = -EBUSY; /* frames may be crossing the chain right now */
+    } else {
+        h->dev = dev;
+        h->upper = NULL;
+        h->lower = dev->hook_upper;
+        if (h->lower)
+            h->lower->upper = h;
+        else
+            dev->hook_lower = h;
+        dev->hook_upper = h;
+    }
+    mutex_unlock(&net_lock);
+    if (!err)
+        log_info(LOG_NET, "%s: hook %s added", dev->name, h->name);
+    return err;
+}
+
+int net_hook_next(struct net_device_hook *h, enum net_dir dir, struct pbuf *pb)
+{
+    struct net_device_hook *next = dir == NET_DIR_RX ? h->upper : h->lower;
+
+    if (next)
+        return next->frame(next, dir, pb);
+    if (dir == NET_DIR_RX)
+        return net_input_enqueue(h->dev, pb);
+    return net_device_transmit_driver(h->dev, pb);
+}
+
+/* net_shutdown: the device's threads and the stack thread have stopped. */
+static void net_device_hooks_release(struct net_device *dev)
+{
+    struct net_device_hook *h = dev->hook_upper;
+
+    dev->hook_upper = dev->hook_lower = NULL;
+    while (h) {
+        struct net_device_hook *lower = h->lower;
+        if (h->release)
+            h->release(h);
+        h = lower;
+    }
 }
 
 /* ---- protocols ------------------------------------------------------------ */
@@ -372,12 +473,21 @@ static net_protocol_handler net_protocol_lookup(uint16_t type)
 
 int net_input(struct net_device *dev, struct pbuf *pb)
 {
-    int was_empty;
-
     pb->dev = dev;
     pb->next = NULL;
     STAT_INC(&dev->stats, DEVSTAT_RX_FRAMES);
     stat_add(&dev->stats, DEVSTAT_RX_BYTES, pb->len);
+    if (dev->hook_lower) /* [c]: no lock needed to read the chain */
+        return dev->hook_lower->frame(dev->hook_lower, NET_DIR_RX, pb);
+    return net_input_enqueue(dev, pb);
+}
+
+/* The last stage of the RX chain: the input queue. */
+static int net_input_enqueue(struct net_device *dev, struct pbuf *pb)
+{
+    int was_empty;
+
+    pb->next = NULL;
     mutex_lock(&queue_lock);
     if (queue_len >= net_config.input_queue_max) {
         mutex_unlock(&queue_lock);
@@ -413,6 +523,7 @@ void net_input_process(struct net_device *dev, struct pbuf *pb)
         pbuf_free(pb);
         return;
     }
+    dev_log_frame(dev, pb, "In ");
     log_hex(LOG_DEV, pb->data, pb->len);
     if (dev->type == NET_DEVICE_TYPE_ETHERNET && !(pb->flags & PBUF_FLAG_NO_LINK)) {
         /* ether_input validates the header, sets pb->proto and pulls it */
@@ -753,7 +864,8 @@ int net_init(void)
     cond_init(&input_cond);
     stats_register(&net_stats);
     if ((err = ether_init()) < 0 || (err = arp_init()) < 0 || (err = ip_init()) < 0 ||
-        (err = icmp_init()) < 0 || (err = sock_init()) < 0 || (err = udp_init()) < 0) {
+        (err = icmp_init()) < 0 || (err = sock_init()) < 0 || (err = udp_init()) < 0 ||
+        (err = tcp_init()) < 0) {
         log_error(LOG_NET, "init failed: %s", strerror(-err));
         return err;
     }
@@ -844,6 +956,7 @@ void net_shutdown(void)
     /* 4. close what apps left open, free protocol state, then the queue,
      * devices and registries */
     sock_cleanup();
+    tcp_cleanup();
     udp_cleanup();
     icmp_cleanup();
     ip_cleanup();
@@ -856,6 +969,7 @@ void net_shutdown(void)
     mutex_lock(&net_lock);
     while ((dev = devices)) {
         devices = dev->next;
+        net_device_hooks_release(dev);
         stats_unregister(&dev->stats);
         mutex_destroy(&dev->tx_lock);
         mem_free(dev->priv);

@@ -97,6 +97,7 @@ int net_clock_is_virtual(void);
 
 struct net_device;
 struct net_iface;
+struct net_device_hook;
 
 /* What a driver provides. transmit() receives a whole frame (for Ethernet,
  * header included) and consumes the pbuf whatever it returns. open() and
@@ -132,6 +133,8 @@ struct net_device {
     const struct net_device_ops *ops;     /* [c] */
     void *priv;                           /* driver's own, its own locking */
     struct net_iface *ifaces;             /* [N] protocol addresses on it */
+    struct net_device_hook *hook_lower;   /* [c] hook nearest the driver */
+    struct net_device_hook *hook_upper;   /* [c] hook nearest the stack */
     struct mutex tx_lock;                 /* [X] serialises ops->transmit */
     struct stats_group stats;             /* counters, atomic */
     char stats_name[24];                  /* [c] "dev.<name>" */
@@ -167,6 +170,55 @@ int net_device_transmit(struct net_device *dev, struct pbuf *pb);
 char *net_hwaddr_ntop(const uint8_t *addr, size_t alen, char *buf, size_t size);
 int net_hwaddr_pton(const char *s, uint8_t *addr, size_t alen);
 
+/* ---- device hooks ----------------------------------------------------------
+ * A hook sees every frame crossing a device's boundary, both ways: the
+ * "middleware device" of smoltcp (pcap writer, fault injector) stacked on
+ * any driver. The hooks of a device form a chain from the driver (lower)
+ * to the stack (upper); each hook added goes on top of the others:
+ *
+ *              stack thread          net_device_transmit()
+ *                   ^ RX                  | TX
+ *          [pcap]   |                     v     added last: sees what the stack sees
+ *          [fault]  |                     v     added first: the lossy "wire"
+ *                   |                     v
+ *      net_input() from the driver     ops->transmit() under tx_lock
+ *
+ * RX: net_input() runs the lowest hook on the caller's thread (a driver's
+ * RX thread); after the top hook the frame joins the input queue. TX:
+ * net_device_transmit() runs the top hook on the caller's thread (any
+ * thread) with no lock held -- not even tx_lock, which only the last stage
+ * takes around ops->transmit. So a hook may run on several threads at
+ * once and locks its own state.
+ *
+ * frame() consumes pb. It passes pb on with net_hook_next(h, dir, pb), or
+ * drops it (pbuf_free), or keeps it and passes it on later from another
+ * thread (a timer: delay, reorder), or passes on a copy too (duplicate);
+ * it returns what net_hook_next returned, or 0.
+ *
+ * The chain is [c]: hooks are added before net_run() (or, with
+ * net_run_polled(), from the polling thread between polls) and never
+ * removed; net_shutdown() calls release() once the device's threads and
+ * the stack thread have stopped. */
+enum net_dir { NET_DIR_RX, NET_DIR_TX };
+
+struct net_device_hook {
+    const char *name;                 /* [c] for logs */
+    int (*frame)(struct net_device_hook *h, enum net_dir dir, struct pbuf *pb); /* [c] */
+    void (*release)(struct net_device_hook *h); /* [c] free held frames and h */
+    void *priv;                       /* [c] the hook's state, its own locking */
+    struct net_device *dev;           /* [c] set by net_device_hook_add */
+    struct net_device_hook *lower;    /* [c] next towards the driver */
+    struct net_device_hook *upper;    /* [c] next towards the stack */
+};
+
+/* Put h on top of dev's chain. Returns 0, or -EBUSY once the stack thread
+ * runs (frames may be crossing the chain). */
+int net_device_hook_add(struct net_device *dev, struct net_device_hook *h);
+/* Pass pb to the stage after h in direction dir: the next hook, or at the
+ * end of the chain the input queue (RX) or the driver (TX). Consumes pb.
+ * Returns 0 or -errno, as net_input / the driver. */
+int net_hook_next(struct net_device_hook *h, enum net_dir dir, struct pbuf *pb);
+
 /* ---- protocols ------------------------------------------------------------
  * A handler for one EtherType, run on the stack thread with pb->data at the
  * protocol's header. It consumes pb. */
@@ -175,9 +227,9 @@ int net_protocol_register(uint16_t type, net_protocol_handler handler);
 
 /* ---- input ----------------------------------------------------------------
  * Called by drivers (any thread) with a whole frame; for devices without a
- * link header pb->proto must be set. Queues it for the stack thread and
- * consumes pb. Returns 0, or -ENOBUFS when the queue is full (dropped,
- * counted as net.input_queue_full). */
+ * link header pb->proto must be set. Runs the device's hooks, then queues
+ * it for the stack thread; consumes pb. Returns 0, or -ENOBUFS when the
+ * queue is full (dropped, counted as net.input_queue_full). */
 int net_input(struct net_device *dev, struct pbuf *pb);
 /* Run the frame through the protocol handlers now, on this thread (the stack
  * thread does this for each queued frame). Consumes pb. */

@@ -18,12 +18,19 @@
 #include <unistd.h>
 
 #include "driver/ether_tap.h"
+#include "driver/fault.h"
 #include "driver/loopback.h"
+#include "driver/pcap.h"
 #include "proto/ether.h"
 #include "util/log.h"
 #include "util/mem.h"
 
-enum { OPT_TAP = 256, OPT_ADDR, OPT_GW, OPT_MAC, OPT_PORT, OPT_LOG, OPT_STATS };
+enum { OPT_TAP = 256, OPT_ADDR, OPT_GW, OPT_MAC, OPT_PORT, OPT_LOG, OPT_STATS, OPT_PCAP,
+       OPT_FAULT_FIRST, OPT_FAULT_LAST = OPT_FAULT_FIRST + 7 };
+
+/* The fault injector's options, in the order of their keys. */
+static const char *const fault_opt_names[] = { "drop", "corrupt", "duplicate", "reorder",
+                                               "delay", "rate", "size-limit", "seed" };
 
 static const struct app_opt common_opts[] = {
     { "tap", 1, OPT_TAP, "NAME       tap device (default tap0; created if absent)" },
@@ -33,6 +40,15 @@ static const struct app_opt common_opts[] = {
     { "port", 1, OPT_PORT, "N         service port" },
     { "log", 1, OPT_LOG, "SPEC       log levels: info, debug, \"ip=debug,arp=trace\"" },
     { "stats", 0, OPT_STATS, "          print every counter at exit and on SIGUSR1" },
+    { "pcap", 1, OPT_PCAP, "FILE      capture every frame sent and received (Wireshark)" },
+    { "drop", 1, OPT_FAULT_FIRST + 0, "P         fault injection: drop frames with probability P" },
+    { "corrupt", 1, OPT_FAULT_FIRST + 1, "P      flip a byte after the Ethernet header, probability P" },
+    { "duplicate", 1, OPT_FAULT_FIRST + 2, "P    send a frame twice, probability P" },
+    { "reorder", 1, OPT_FAULT_FIRST + 3, "P      hold a frame back behind the next, probability P" },
+    { "delay", 1, OPT_FAULT_FIRST + 4, "MS[:J]   delay frames MS ms plus 0..J ms" },
+    { "rate", 1, OPT_FAULT_FIRST + 5, "N         at most N frames per second (token bucket)" },
+    { "size-limit", 1, OPT_FAULT_FIRST + 6, "N   drop frames longer than N bytes" },
+    { "seed", 1, OPT_FAULT_FIRST + 7, "N         seed of the fault injector: same seed, same faults" },
     { "help", 0, 'h', "            this help" },
 };
 
@@ -57,7 +73,8 @@ static void usage(FILE *f, const struct app_options *o, const char *positional, 
         else
             fprintf(f, "  --%s %s\n", c->name, c->help);
     }
-    fprintf(f, "\nThe environment variable NETSTEP_LOG sets log levels too (--log wins).\n");
+    fprintf(f, "\nThe environment variable NETSTEP_LOG sets log levels too (--log wins).\n"
+               "Fault options act both ways, or one way with rx: or tx: (--drop rx:0.1).\n");
 }
 
 static int common_option(struct app_options *o, int key, const char *arg)
@@ -68,6 +85,7 @@ static int common_option(struct app_options *o, int key, const char *arg)
     case OPT_GW: o->gw = arg; return 0;
     case OPT_LOG: o->log = arg; return 0;
     case OPT_STATS: o->stats = 1; return 0;
+    case OPT_PCAP: o->pcap = arg; return 0;
     case OPT_MAC:
         if (net_hwaddr_pton(arg, o->mac, 6) < 0) {
             fprintf(stderr, "%s: --mac %s: expected six hex bytes like 02:00:00:00:00:02\n", o->prog, arg);
@@ -75,6 +93,18 @@ static int common_option(struct app_options *o, int key, const char *arg)
         }
         o->have_mac = 1;
         return 0;
+    case OPT_FAULT_FIRST ... OPT_FAULT_LAST: {
+        const char *name = fault_opt_names[key - OPT_FAULT_FIRST];
+        if (fault_config_set(&o->fault, name, arg) < 0) {
+            fprintf(stderr, "%s: --%s %s: expected %s\n", o->prog, name, arg,
+                    !strcmp(name, "seed") ? "a number"
+                    : !strcmp(name, "delay") ? "[rx:|tx:]MS[:JITTER], e.g. 100 or tx:50:20"
+                    : (!strcmp(name, "rate") || !strcmp(name, "size-limit")) ? "[rx:|tx:]N, a positive number"
+                    : "[rx:|tx:]P with P from 0 to 1, e.g. 0.1 or rx:5%");
+            return -1;
+        }
+        return 0;
+    }
     case OPT_PORT: {
         char *end;
         long v = strtol(arg, &end, 10);
@@ -188,6 +218,23 @@ static void setup_addresses(const struct app_options *o)
     }
 }
 
+/* The fault injector first, then the capture on top of it, so the capture
+ * shows what the stack sees (driver/pcap.h). */
+static void attach_hooks(const struct app_options *o)
+{
+    int err;
+
+    if (fault_config_active(&o->fault) && (err = fault_attach(tap_dev, &o->fault)) < 0) {
+        fprintf(stderr, "%s: cannot start the fault injector: %s\n", o->prog, strerror(-err));
+        exit(1);
+    }
+    if (o->pcap && (err = pcap_attach(tap_dev, o->pcap)) < 0) {
+        fprintf(stderr, "%s: --pcap %s: cannot create the capture file: %s\n", o->prog, o->pcap,
+                strerror(-err));
+        exit(1);
+    }
+}
+
 void app_stack_up(const struct app_options *o)
 {
     int err = 0;
@@ -207,6 +254,7 @@ void app_stack_up(const struct app_options *o)
     tap_dev = ether_tap_init(o->tap, o->have_mac ? o->mac : NULL, &err);
     if (!tap_dev)
         tap_failure(o, err);
+    attach_hooks(o);
     if (!loopback_init()) {
         fprintf(stderr, "%s: cannot create the loopback device\n", o->prog);
         exit(1);

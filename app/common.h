@@ -10,6 +10,11 @@
  *   --port N            service port (servers; their RFC default otherwise)
  *   --log SPEC          "info", "debug", or "tcp=trace,arp=debug"
  *   --stats             print every counter at exit (and on SIGUSR1)
+ *   --pcap FILE         capture every frame the stack sends and receives
+ *   --drop, --corrupt, --duplicate, --reorder [rx:|tx:]P
+ *   --delay [rx:|tx:]MS[:JITTER], --rate [rx:|tx:]PKTS/S,
+ *   --size-limit [rx:|tx:]BYTES, --seed N
+ *                       the fault injector (driver/fault.h)
  *   -h, --help
  */
 #ifndef NETSTEP_APP_COMMON_H
@@ -17,6 +22,7 @@
 
 #include <stdint.h>
 
+#include "driver/fault.h"
 #include "net.h"
 #include "proto/ip.h"
 
@@ -30,6 +36,8 @@ struct app_options {
     uint8_t mac[6];
     int port;             /* -1: the app's default */
     int stats;            /* --stats */
+    const char *pcap;     /* --pcap FILE, or NULL */
+    struct fault_config fault; /* --drop, --delay, ... */
 };
 
 /* An option an app adds to the common ones. key is the short option

@@ -1,13 +1,16 @@
 /*
- * echo-server — the Echo Protocol (RFC 862) served by netstep: every UDP
- * datagram to port 7 comes back to its sender unchanged.
+ * echo-server — the Echo Protocol (RFC 862) served by netstep on TCP and
+ * UDP port 7: every byte of a TCP connection, and every UDP datagram, comes
+ * back to its sender unchanged.
  *
  *     build/bin/echo-server            # then, from the kernel side:
  *     echo hello | nc -u -w1 192.0.2.2 7
+ *     echo hello | nc -N 192.0.2.2 7
  *
- * One thread serves UDP; the main thread waits for SIGINT/SIGTERM and then
- * closes the socket, which wakes the server thread out of sock_recvfrom
- * with EBADF (docs/06-sockets-and-blocking-calls.md).
+ * One thread serves UDP; TCP connections each get a thread (app/server.c).
+ * The main thread waits for SIGINT/SIGTERM and then closes the sockets,
+ * which wakes the server threads out of their blocking calls
+ * (docs/06-sockets-and-blocking-calls.md).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +18,7 @@
 #include <string.h>
 
 #include "app/common.h"
+#include "app/server.h"
 #include "proto/sock.h"
 #include "proto/udp.h"
 
@@ -49,6 +53,19 @@ static void *udp_echo_main(void *arg)
     return NULL;
 }
 
+/* RFC 862: "any data received is sent back"; until the peer closes. */
+static void tcp_echo(int sd, void *ctx)
+{
+    uint8_t buf[16384];
+
+    (void)ctx;
+    for (;;) {
+        ssize_t n = sock_recv(sd, buf, sizeof(buf), 0);
+        if (n <= 0 || app_send_all(sd, buf, (size_t)n) < 0)
+            break;
+    }
+}
+
 static int open_udp(const struct app_options *o, uint16_t port)
 {
     struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons(port) };
@@ -66,6 +83,7 @@ int main(int argc, char **argv)
 {
     struct app_options o;
     struct udp_server u = { 0 };
+    struct app_tcp_server tcp = { .name = "echo", .handler = tcp_echo };
     struct thread th;
     char a[IP_ADDR_STR_LEN];
     uint16_t port;
@@ -76,15 +94,22 @@ int main(int argc, char **argv)
     app_signals_block();
     app_stack_up(&o);
     u.sd = open_udp(&o, port);
-    if (thread_create(&th, "echo-udp", udp_echo_main, &u) < 0) {
+    tcp.lsd = app_tcp_listen(app_iface()->unicast, port, 128);
+    if (tcp.lsd < 0) {
+        fprintf(stderr, "%s: tcp port %u: %s\n", o.prog, port, strerror(errno));
+        return 1;
+    }
+    if (thread_create(&th, "echo-udp", udp_echo_main, &u) < 0 || app_tcp_server_start(&tcp) < 0) {
         fprintf(stderr, "%s: cannot start a thread\n", o.prog);
         return 1;
     }
-    printf("%s: listening on %s:%u (udp)\n", o.prog, ip_addr_ntop(app_iface()->unicast, a, sizeof(a)), port);
+    printf("%s: listening on %s:%u (tcp, udp)\n", o.prog, ip_addr_ntop(app_iface()->unicast, a, sizeof(a)), port);
     fflush(stdout);
     app_wait_signal(-1);
+    app_tcp_server_stop(&tcp);
     sock_close(u.sd); /* wakes the server thread */
     thread_join(&th);
+    printf("%s: tcp: served %lu connections\n", o.prog, tcp.served);
     printf("%s: udp: echoed %lu datagrams, %llu bytes\n", o.prog, u.datagrams, u.bytes);
     app_stack_down(&o);
     return 0;

@@ -79,6 +79,35 @@ def main():
     write("icmp", "host-unreach-echo", b"\x01" + icmp(3, 1, b"\0" * 4, qecho))
     write("icmp", "time-exceeded", b"\x01" + icmp(11, 0, b"\0" * 4, quoted))
     write("icmp", "echo-reply", b"\x01" + icmp(0, 0, struct.pack("!HH", 9, 9), b"x" * 8))
+    tcp_seeds()
+
+
+def tcp(flags, seq=0, ack=0, data=b"", opts=b"", sport=40000, dport=7, wnd=65535):
+    off = (20 + len(opts)) // 4
+    return struct.pack("!HHIIBBHHH", sport, dport, seq, ack, off << 4, flags, wnd, 0, 0) + opts + data
+
+
+def rec(ctl, seg):
+    return bytes([ctl]) + struct.pack("!H", len(seg)) + seg
+
+
+def tcp_seeds():
+    SYN, ACK, FIN, RST, PSH = 0x02, 0x10, 0x01, 0x04, 0x08
+    linux_opts = bytes.fromhex("020405b40402080a0000000100000000" + "01030307")
+    write("tcp_listen", "syn", rec(1, tcp(SYN, 1000, opts=linux_opts)))
+    write("tcp_listen", "syn-ack-data", rec(1, tcp(SYN, 1000)) + rec(5, tcp(ACK, 1001, 1)) +
+          rec(7, tcp(ACK | PSH, 0, 1, b"hello")))
+    write("tcp_listen", "syn-flood", b"".join(rec(1, tcp(SYN, 7 * i, sport=20000 + i)) for i in range(40)))
+    write("tcp_listen", "ack-no-conn", rec(1, tcp(ACK, 5, 6)))
+    write("tcp_listen", "bad-options", rec(1, tcp(SYN, 1, opts=bytes.fromhex("02000000"))))
+    write("tcp_estab", "data", rec(7, tcp(ACK | PSH, 0, 0, b"x" * 100)))
+    write("tcp_estab", "ooo", rec(7, tcp(ACK, 200, 0, b"b" * 100)) + rec(7, tcp(ACK, 0, 0, b"a" * 200)))
+    write("tcp_estab", "overlap", rec(7, tcp(ACK, 0, 0, b"a" * 100)) + rec(7, tcp(ACK, 50, 0, b"b" * 100)))
+    write("tcp_estab", "fin", rec(7, tcp(ACK | FIN, 0, 0)) + rec(7 | 8, tcp(ACK, 1, 1)))
+    write("tcp_estab", "rst-exact", rec(7, tcp(RST, 0, 0)))
+    write("tcp_estab", "rst-in-window", rec(7, tcp(RST, 100, 0)))
+    write("tcp_estab", "zero-window", rec(7, tcp(ACK, 0, 0, wnd=0)) + rec(7 | 16, tcp(ACK, 0, 0, wnd=0)))
+    write("tcp_estab", "syn-in-estab", rec(7, tcp(SYN, 0, 0)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+/*
+ * tcp.h — the Transmission Control Protocol (RFC 9293) behind
+ * sock_open(AF_INET, SOCK_STREAM, 0): wire format, statistics, set-up.
+ * The connection state and the internals are in tcp_var.h.
+ */
+#ifndef NETSTEP_TCP_H
+#define NETSTEP_TCP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net.h"
+
+#define TCP_HDR_SIZE_MIN 20
+#define TCP_HDR_SIZE_MAX 60
+
+#define TCP_FLG_FIN 0x01
+#define TCP_FLG_SYN 0x02
+#define TCP_FLG_RST 0x04
+#define TCP_FLG_PSH 0x08
+#define TCP_FLG_ACK 0x10
+#define TCP_FLG_URG 0x20
+#define TCP_FLG_ECE 0x40
+#define TCP_FLG_CWR 0x80
+
+#define TCP_OPT_EOL 0
+#define TCP_OPT_NOP 1
+#define TCP_OPT_MSS 2
+#define TCP_OPT_WSCALE 3
+#define TCP_OPT_SACK_PERM 4
+#define TCP_OPT_SACK 5
+#define TCP_OPT_TIMESTAMP 8
+
+#define TCP_DEFAULT_MSS 536 /* RFC 9293 §3.7.1: when the peer sends none */
+
+/* On the wire. */
+struct tcp_hdr {
+    uint16_t src;
+    uint16_t dst;
+    uint32_t seq;
+    uint32_t ack;
+    uint8_t off;   /* data offset in words, high 4 bits */
+    uint8_t flg;
+    uint16_t wnd;
+    uint16_t sum;
+    uint16_t urg;
+} __attribute__((packed));
+
+enum tcp_stat {
+    TCPSTAT_IN_SEGS,
+    TCPSTAT_IN_TOO_SHORT,
+    TCPSTAT_IN_BAD_OFFSET,
+    TCPSTAT_IN_BAD_CHECKSUM,
+    TCPSTAT_IN_BAD_OPTIONS,
+    TCPSTAT_IN_BROADCAST,      /* to a broadcast address: dropped */
+    TCPSTAT_IN_NO_PCB,         /* answered with RST */
+    TCPSTAT_IN_OUT_OF_WINDOW,  /* unacceptable sequence number */
+    TCPSTAT_IN_OLD_ACK,
+    TCPSTAT_IN_FUTURE_ACK,     /* acknowledges what we never sent */
+    TCPSTAT_IN_OOO_SEGS,       /* held out of order */
+    TCPSTAT_IN_OOO_DROPPED,    /* out-of-order bookkeeping full */
+    TCPSTAT_IN_DUP_SEGS,       /* wholly duplicate data */
+    TCPSTAT_IN_DUP_ACKS,
+    TCPSTAT_IN_RSTS,
+    TCPSTAT_OUT_SEGS,
+    TCPSTAT_OUT_RSTS,
+    TCPSTAT_OUT_NO_MEMORY,
+    TCPSTAT_RETRANS_SEGS,
+    TCPSTAT_FAST_RETRANSMITS,
+    TCPSTAT_RTO_TIMEOUTS,
+    TCPSTAT_PERSIST_PROBES,
+    TCPSTAT_KEEPALIVE_PROBES,
+    TCPSTAT_DELAYED_ACKS,
+    TCPSTAT_CHALLENGE_ACKS,
+    TCPSTAT_CHALLENGE_ACKS_LIMITED,
+    TCPSTAT_ACTIVE_OPENS,
+    TCPSTAT_PASSIVE_OPENS,
+    TCPSTAT_ATTEMPT_FAILS,
+    TCPSTAT_ESTAB_RESETS,
+    TCPSTAT_CONN_TIMEOUTS,
+    TCPSTAT_SYN_QUEUE_EVICTED, /* oldest half-open dropped for a new SYN */
+    TCPSTAT_ACCEPT_QUEUE_FULL,
+    TCPSTAT_TIME_WAIT_RECYCLED,
+    TCPSTAT_COUNT
+};
+extern struct stats_group tcp_stats;
+
+int tcp_init(void);
+void tcp_cleanup(void);
+/* "tcp state local peer sendq recvq rto srtt cwnd retrans" lines. */
+size_t tcp_pcb_format(char *buf, size_t size);
+void tcp_dump(const uint8_t *seg, size_t len, uint32_t src, uint32_t dst);
+
+#endif

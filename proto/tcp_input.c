@@ -1,0 +1,710 @@
+/*
+ * tcp_input.c — segment arrival (RFC 9293 §3.10.7), on the stack thread.
+ *
+ * Called in the order  ip_deliver -> tcp_input -> (by the state of the
+ * connection the segment belongs to)
+ *     listen_input      LISTEN           §3.10.7.2
+ *     syn_sent_input    SYN-SENT         §3.10.7.3
+ *     sync_input        every other state, in the RFC's own steps:
+ *       step 1  check_sequence    is the segment in our window? trim it
+ *       step 2  check_rst         RFC 5961 §3.2: exact, in window, outside
+ *       step 4  check_syn         RFC 5961 §4.2: challenge ACK
+ *       step 5  check_ack         what the peer acknowledged, its window
+ *       step 7  receive_text      data in order, or held out of order
+ *       step 8  receive_fin
+ * and then tcp_output_locked sends what the segment made possible. The
+ * whole run holds tcp_lock; the segment's bytes stay in its pbuf.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "proto/icmp.h"
+#include "proto/tcp_var.h"
+#include "util/byteorder.h"
+#include "util/cksum.h"
+#include "util/log.h"
+
+/* ---- parsing ------------------------------------------------------------------- */
+
+/* Options of a SYN we care about; the rest (window scale, SACK-permitted,
+ * timestamps) are parsed for length and ignored, so the peer falls back to
+ * plain RFC 9293 behaviour. Returns 0, or -1 if malformed. */
+static int parse_options(const uint8_t *opt, size_t len, uint16_t *mss)
+{
+    size_t i = 0;
+
+    *mss = 0;
+    while (i < len) {
+        uint8_t kind = opt[i], olen;
+        if (kind == TCP_OPT_EOL)
+            break;
+        if (kind == TCP_OPT_NOP) {
+            i++;
+            continue;
+        }
+        if (i + 1 >= len || (olen = opt[i + 1]) < 2 || i + olen > len)
+            return -1; /* an option must fit and have a sane length */
+        if (kind == TCP_OPT_MSS) {
+            if (olen != 4)
+                return -1;
+            *mss = load16(opt + i + 2);
+        }
+        i += olen;
+    }
+    return 0;
+}
+
+/* Header checks (RFC 9293 §3.10.7: checksum first). Fills seg. Returns
+ * NULL, or a reason with its counter in *stat. */
+static const char *tcp_parse(const struct ip_rx *rx, const struct pbuf *pb, struct tcp_seg *seg, int *stat)
+{
+    const struct tcp_hdr *hdr = (const struct tcp_hdr *)pb->data;
+    size_t hlen;
+
+    if (pb->len < TCP_HDR_SIZE_MIN)
+        return *stat = TCPSTAT_IN_TOO_SHORT, "shorter than a header";
+    hlen = (size_t)(hdr->off >> 4) * 4;
+    if (hlen < TCP_HDR_SIZE_MIN || hlen > pb->len)
+        return *stat = TCPSTAT_IN_BAD_OFFSET, "bad data offset";
+    if (cksum16(pb->data, pb->len, cksum_pseudo(rx->src, rx->dst, IP_PROTOCOL_TCP, (uint16_t)pb->len)) != 0)
+        return *stat = TCPSTAT_IN_BAD_CHECKSUM, "bad checksum";
+    if (rx->link_broadcast || rx->dst == IP_ADDR_BROADCAST || (rx->iface && rx->dst == rx->iface->broadcast))
+        return *stat = TCPSTAT_IN_BROADCAST, "sent to a broadcast address";
+    if (parse_options(pb->data + TCP_HDR_SIZE_MIN, hlen - TCP_HDR_SIZE_MIN, &seg->mss) < 0)
+        return *stat = TCPSTAT_IN_BAD_OPTIONS, "malformed options";
+    seg->seq = load32(&hdr->seq);
+    seg->ack = load32(&hdr->ack);
+    seg->flg = hdr->flg;
+    seg->wnd = load16(&hdr->wnd);
+    seg->data = pb->data + hlen;
+    seg->dlen = (uint32_t)(pb->len - hlen);
+    seg->len = seg->dlen + ((seg->flg & TCP_FLG_SYN) ? 1 : 0) + ((seg->flg & TCP_FLG_FIN) ? 1 : 0);
+    seg->src = rx->src;
+    seg->dst = rx->dst;
+    seg->sport = load16(&hdr->src);
+    seg->dport = load16(&hdr->dst);
+    return NULL;
+}
+
+/* ---- LISTEN (§3.10.7.2) ---------------------------------------------------------- */
+
+static void synq_remove_locked(struct tcp_pcb *lpcb, struct tcp_pcb *child)
+{
+    for (struct tcp_pcb **pp = &lpcb->synq; *pp; pp = &(*pp)->qnext) {
+        if (*pp == child) {
+            *pp = child->qnext;
+            lpcb->synq_len--;
+            break;
+        }
+    }
+    child->qnext = NULL;
+}
+
+static void synq_append_locked(struct tcp_pcb *lpcb, struct tcp_pcb *child)
+{
+    struct tcp_pcb **pp = &lpcb->synq;
+
+    while (*pp)
+        pp = &(*pp)->qnext;
+    *pp = child;
+    child->qnext = NULL;
+    lpcb->synq_len++;
+}
+
+/* RFC 9293 §3.7.1: send no segment larger than the peer's MSS option, or
+ * 536 if it sent none; pcb->snd_mss already holds what our MTU allows. A
+ * tiny MSS is raised to 64 so a hostile peer cannot make us send a flood
+ * of near-empty segments. */
+static void mss_from_peer(struct tcp_pcb *pcb, uint16_t mss)
+{
+    if (!mss)
+        mss = TCP_DEFAULT_MSS;
+    if (mss < 64)
+        mss = 64;
+    if (mss < pcb->snd_mss)
+        pcb->snd_mss = mss;
+}
+
+/* A SYN for a listener: a new child in SYN-RECEIVED, answered with SYN,ACK.
+ * A full SYN queue gives up its oldest half-open entry, so a flood of SYNs
+ * that never complete cannot keep real clients out. */
+static void listen_syn_locked(struct tcp_pcb *lpcb, const struct tcp_seg *seg)
+{
+    struct tcp_pcb *child;
+
+    if (lpcb->acceptq_len >= lpcb->backlog) {
+        STAT_INC(&tcp_stats, TCPSTAT_ACCEPT_QUEUE_FULL);
+        log_debug(LOG_TCP, "accept queue full (%u): SYN dropped", lpcb->backlog);
+        return; /* the client will retransmit its SYN */
+    }
+    if (lpcb->synq_len >= net_config.tcp_syn_backlog && lpcb->synq) {
+        struct tcp_pcb *old = lpcb->synq;
+        STAT_INC(&tcp_stats, TCPSTAT_SYN_QUEUE_EVICTED);
+        synq_remove_locked(lpcb, old);
+        old->parent = NULL;
+        tcp_drop_locked(old, 0);
+    }
+    if (!(child = tcp_pcb_new_locked()))
+        return;
+    child->local = (struct sock_addr){ seg->dst, seg->dport };
+    child->remote = (struct sock_addr){ seg->src, seg->sport };
+    child->parent = lpcb;
+    child->rcvbuf_size = lpcb->rcvbuf_size;
+    child->sndbuf_size = lpcb->sndbuf_size;
+    child->irs = seg->seq;
+    child->rcv_nxt = seg->seq + 1;
+    child->iss = tcp_new_iss(&child->local, &child->remote);
+    child->snd_una = child->iss;
+    child->snd_nxt = child->snd_max = child->iss + 1;
+    child->snd_wnd = seg->wnd;
+    child->max_snd_wnd = seg->wnd;
+    child->snd_wl1 = seg->seq;
+    child->snd_wl2 = child->iss;
+    child->snd_mss = (uint16_t)(ip_mtu_for(seg->src) - TCP_HDR_SIZE_MIN);
+    mss_from_peer(child, seg->mss);
+    synq_append_locked(lpcb, child);
+    tcp_set_state_locked(child, TCPS_SYN_RECEIVED);
+    STAT_INC(&tcp_stats, TCPSTAT_PASSIVE_OPENS);
+    tcp_send_segment_locked(child, TCP_FLG_SYN | TCP_FLG_ACK, child->iss, 0, 0);
+    tcp_rexmt_arm_locked(child);
+}
+
+static void listen_input(struct tcp_pcb *lpcb, const struct tcp_seg *seg)
+{
+    if (seg->flg & TCP_FLG_RST)
+        return; /* first: an incoming RST is ignored */
+    if (seg->flg & TCP_FLG_ACK) {
+        tcp_send_reset_for(seg); /* second: <SEQ=SEG.ACK><CTL=RST> */
+        return;
+    }
+    if (seg->flg & TCP_FLG_SYN)
+        listen_syn_locked(lpcb, seg); /* third */
+    /* fourth: anything else is dropped */
+}
+
+/* ---- SYN-SENT (§3.10.7.3) ------------------------------------------------------------- */
+
+static void syn_sent_input(struct tcp_pcb *pcb, const struct tcp_seg *seg)
+{
+    int ack_ok = 0;
+
+    if (seg->flg & TCP_FLG_ACK) { /* first: check the ACK */
+        if (SEQ_LEQ(seg->ack, pcb->iss) || SEQ_GT(seg->ack, pcb->snd_max)) {
+            tcp_send_reset_for(seg);
+            return;
+        }
+        ack_ok = 1;
+    }
+    if (seg->flg & TCP_FLG_RST) { /* second: a RST for our SYN: refused */
+        if (ack_ok) {
+            STAT_INC(&tcp_stats, TCPSTAT_IN_RSTS);
+            STAT_INC(&tcp_stats, TCPSTAT_ATTEMPT_FAILS);
+            tcp_drop_locked(pcb, -ECONNREFUSED);
+        }
+        return;
+    }
+    if (!(seg->flg & TCP_FLG_SYN))
+        return; /* fifth: neither SYN nor RST: drop */
+    pcb->irs = seg->seq; /* fourth: the SYN */
+    pcb->rcv_nxt = seg->seq + 1;
+    pcb->rcv_adv = pcb->rcv_nxt;
+    mss_from_peer(pcb, seg->mss);
+    pcb->snd_wnd = pcb->max_snd_wnd = seg->wnd;
+    pcb->snd_wl1 = seg->seq;
+    pcb->snd_wl2 = seg->ack;
+    pcb->cwnd = 10u * pcb->snd_mss < 14600 ? 10u * pcb->snd_mss : 14600; /* RFC 6928 */
+    if (pcb->cwnd < 2u * pcb->snd_mss)
+        pcb->cwnd = 2u * pcb->snd_mss;
+    if (ack_ok) {
+        pcb->snd_una = seg->ack;
+        net_timer_cancel(&pcb->rexmt);
+        if (pcb->retries == 0) /* Karn: only a SYN sent once gives a sample */
+            tcp_rtt_sample_locked(pcb, (uint32_t)(net_now_ms() - pcb->rtt_start));
+        pcb->retries = 0;
+        tcp_set_state_locked(pcb, TCPS_ESTABLISHED);
+        tcp_keepalive_reset_locked(pcb);
+        pcb->ack_now = 1;
+        tcp_notify_locked(pcb);
+        return;
+    }
+    /* simultaneous open: both sent SYNs (§3.5, Figure 8) */
+    tcp_set_state_locked(pcb, TCPS_SYN_RECEIVED);
+    tcp_send_segment_locked(pcb, TCP_FLG_SYN | TCP_FLG_ACK, pcb->iss, 0, 0);
+}
+
+/* ---- synchronized states: step 1, sequence numbers ----------------------------------- */
+
+/* The window we accept data into: what the receive buffer can hold. */
+static uint32_t rcv_wnd(struct tcp_pcb *pcb)
+{
+    if (!pcb->rcvbuf.buf)
+        return tcp_rcv_window_locked(pcb);
+    return (uint32_t)ring_space(&pcb->rcvbuf);
+}
+
+/* RFC 9293 §3.10.7.4, first: the four acceptability cases; then trim the
+ * segment to the window. Returns 0 if acceptable (seg trimmed). */
+static int check_sequence(struct tcp_pcb *pcb, struct tcp_seg *seg)
+{
+    uint32_t wnd = rcv_wnd(pcb), nxt = pcb->rcv_nxt, end = seg->seq + seg->len;
+    int ok;
+
+    if (seg->len == 0)
+        ok = wnd == 0 ? seg->seq == nxt : SEQ_GEQ(seg->seq, nxt) && SEQ_LT(seg->seq, nxt + wnd);
+    else
+        ok = wnd != 0 && ((SEQ_GEQ(seg->seq, nxt) && SEQ_LT(seg->seq, nxt + wnd)) ||
+                          (SEQ_GEQ(end - 1, nxt) && SEQ_LT(end - 1, nxt + wnd)));
+    if (!ok)
+        return -1;
+    if (SEQ_LT(seg->seq, nxt)) { /* cut what we already have */
+        uint32_t cut = nxt - seg->seq;
+        if (seg->flg & TCP_FLG_SYN) {
+            seg->flg &= (uint8_t)~TCP_FLG_SYN;
+            cut--;
+            seg->seq++;
+            seg->len--;
+        }
+        if (cut > seg->dlen)
+            cut = seg->dlen;
+        seg->data += cut;
+        seg->dlen -= cut;
+        seg->seq += cut;
+        seg->len -= cut;
+        STAT_INC(&tcp_stats, TCPSTAT_IN_DUP_SEGS);
+    }
+    if (SEQ_GT(seg->seq + seg->dlen, nxt + wnd)) { /* cut what does not fit */
+        uint32_t keep = nxt + wnd - seg->seq;
+        seg->len -= seg->dlen - keep + ((seg->flg & TCP_FLG_FIN) ? 1 : 0);
+        seg->dlen = keep;
+        seg->flg &= (uint8_t)~TCP_FLG_FIN;
+    }
+    return 0;
+}
+
+/* ---- steps 2 and 4: RST and SYN (RFC 5961) ------------------------------------------ */
+
+/* Returns 1 if the segment was consumed. */
+static int check_rst(struct tcp_pcb *pcb, const struct tcp_seg *seg)
+{
+    if (!(seg->flg & TCP_FLG_RST))
+        return 0;
+    if (seg->seq != pcb->rcv_nxt) {
+        /* RFC 5961 §3.2: in the window but not exact: maybe forged. Ask. */
+        tcp_send_challenge_ack_locked(pcb);
+        return 1;
+    }
+    STAT_INC(&tcp_stats, TCPSTAT_IN_RSTS);
+    switch (pcb->state) {
+    case TCPS_SYN_RECEIVED:
+        if (pcb->parent) { /* passive: back to LISTEN, i.e. forget the child */
+            tcp_drop_locked(pcb, 0);
+            return 1;
+        }
+        tcp_drop_locked(pcb, -ECONNREFUSED);
+        return 1;
+    case TCPS_ESTABLISHED:
+    case TCPS_FIN_WAIT_1:
+    case TCPS_FIN_WAIT_2:
+    case TCPS_CLOSE_WAIT:
+        STAT_INC(&tcp_stats, TCPSTAT_ESTAB_RESETS);
+        tcp_drop_locked(pcb, -ECONNRESET);
+        return 1;
+    default: /* CLOSING, LAST-ACK, TIME-WAIT */
+        tcp_drop_locked(pcb, 0);
+        return 1;
+    }
+}
+
+static int check_syn(struct tcp_pcb *pcb, const struct tcp_seg *seg)
+{
+    if (!(seg->flg & TCP_FLG_SYN))
+        return 0;
+    /* RFC 5961 §4.2: a SYN in a synchronized state gets a challenge ACK;
+     * a genuine restart of the peer will answer it with a RST. */
+    tcp_send_challenge_ack_locked(pcb);
+    return 1;
+}
+
+/* ---- step 5: ACK ------------------------------------------------------------------------ */
+
+static void ack_new_data(struct tcp_pcb *pcb, const struct tcp_seg *seg)
+{
+    uint32_t acked = seg->ack - pcb->snd_una;
+    size_t data = acked;
+
+    if (pcb->fin_sent && SEQ_GT(seg->ack, pcb->fin_seq))
+        data--; /* the FIN takes a sequence number, not a byte */
+    if (data > pcb->sndbuf.len)
+        data = pcb->sndbuf.len;
+    ring_discard(&pcb->sndbuf, data);
+    pcb->snd_una = seg->ack;
+    if (SEQ_LT(pcb->snd_nxt, pcb->snd_una))
+        pcb->snd_nxt = pcb->snd_una;
+    if (pcb->rtt_timing && SEQ_GT(seg->ack, pcb->rtt_seq)) {
+        tcp_rtt_sample_locked(pcb, (uint32_t)(net_now_ms() - pcb->rtt_start));
+        pcb->rtt_timing = 0;
+    }
+    pcb->retries = 0;
+    pcb->backoff = 0;
+    /* RFC 5681 §3.1: slow start, then congestion avoidance */
+    if (pcb->dupacks >= 3) {
+        pcb->cwnd = pcb->ssthresh; /* leave fast recovery */
+    } else if (pcb->cwnd < pcb->ssthresh) {
+        pcb->cwnd += acked < pcb->snd_mss ? acked : pcb->snd_mss;
+    } else {
+        uint32_t inc = (uint32_t)pcb->snd_mss * pcb->snd_mss / pcb->cwnd;
+        pcb->cwnd += inc ? inc : 1;
+    }
+    pcb->dupacks = 0;
+    if (pcb->snd_una == pcb->snd_max)
+        net_timer_cancel(&pcb->rexmt);
+    else
+        tcp_rexmt_arm_locked(pcb); /* RFC 6298 §5.3: restart */
+    tcp_notify_locked(pcb);        /* room in the send buffer */
+}
+
+/* RFC 5681 §3.2: the third duplicate ACK resends the first unacked segment */
+static void ack_duplicate(struct tcp_pcb *pcb)
+{
+    uint32_t flight = pcb->snd_max - pcb->snd_una;
+
+    STAT_INC(&tcp_stats, TCPSTAT_IN_DUP_ACKS);
+    if (++pcb->dupacks == 3) {
+        size_t len = pcb->sndbuf.len < pcb->snd_mss ? pcb->sndbuf.len : pcb->snd_mss;
+        uint8_t flags = TCP_FLG_ACK;
+        pcb->ssthresh = flight / 2 > 2u * pcb->snd_mss ? flight / 2 : 2u * pcb->snd_mss;
+        pcb->cwnd = pcb->ssthresh + 3u * pcb->snd_mss;
+        pcb->recover = pcb->snd_max;
+        pcb->rtt_timing = 0;
+        if (len == 0 && pcb->fin_sent)
+            flags |= TCP_FLG_FIN;
+        STAT_INC(&tcp_stats, TCPSTAT_FAST_RETRANSMITS);
+        STAT_INC(&tcp_stats, TCPSTAT_RETRANS_SEGS);
+        tcp_send_segment_locked(pcb, flags, pcb->snd_una, 0, len);
+    } else if (pcb->dupacks > 3) {
+        pcb->cwnd += pcb->snd_mss; /* each further dup ACK: a segment left */
+    }
+}
+
+static void update_window(struct tcp_pcb *pcb, const struct tcp_seg *seg)
+{
+    /* RFC 9293 §3.10.7.4, fifth: take the window only from a newer segment */
+    if (SEQ_LT(pcb->snd_wl1, seg->seq) || (pcb->snd_wl1 == seg->seq && SEQ_LEQ(pcb->snd_wl2, seg->ack))) {
+        int opened = pcb->snd_wnd == 0 && seg->wnd > 0;
+        pcb->snd_wnd = seg->wnd;
+        pcb->snd_wl1 = seg->seq;
+        pcb->snd_wl2 = seg->ack;
+        if (seg->wnd > pcb->max_snd_wnd)
+            pcb->max_snd_wnd = seg->wnd;
+        if (opened) {
+            net_timer_cancel(&pcb->persist);
+            pcb->backoff = 0;
+            tcp_notify_locked(pcb);
+        }
+    }
+}
+
+/* Our FIN was acknowledged: move on per state. Returns 1 if pcb is gone. */
+static int ack_of_fin(struct tcp_pcb *pcb)
+{
+    switch (pcb->state) {
+    case TCPS_FIN_WAIT_1:
+        tcp_set_state_locked(pcb, TCPS_FIN_WAIT_2);
+        if (!pcb->sock) /* an orphan may not wait forever for the peer's FIN */
+            net_timer_arm(&pcb->keep, net_config.tcp_fin_wait2_ms);
+        return 0;
+    case TCPS_CLOSING:
+        tcp_enter_time_wait_locked(pcb);
+        return 0;
+    case TCPS_LAST_ACK:
+        tcp_drop_locked(pcb, 0);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Returns 1 if the segment was consumed (or the pcb is gone). */
+static int check_ack(struct tcp_pcb *pcb, const struct tcp_seg *seg)
+{
+    if (!(seg->flg & TCP_FLG_ACK))
+        return 1; /* no ACK: drop */
+    if (pcb->state == TCPS_SYN_RECEIVED) {
+        if (SEQ_LEQ(seg->ack, pcb->snd_una) || SEQ_GT(seg->ack, pcb->snd_max)) {
+            tcp_send_reset_for(seg);
+            return 1;
+        }
+        pcb->snd_una = seg->ack;
+        net_timer_cancel(&pcb->rexmt);
+        pcb->retries = 0;
+        pcb->snd_wnd = seg->wnd;
+        pcb->snd_wl1 = seg->seq;
+        pcb->snd_wl2 = seg->ack;
+        if (seg->wnd > pcb->max_snd_wnd)
+            pcb->max_snd_wnd = seg->wnd;
+        tcp_set_state_locked(pcb, TCPS_ESTABLISHED);
+        tcp_child_established_locked(pcb);
+        return pcb->state != TCPS_ESTABLISHED; /* could not be queued: gone */
+    }
+    /* RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT] */
+    if (SEQ_GT(seg->ack, pcb->snd_max)) {
+        STAT_INC(&tcp_stats, TCPSTAT_IN_FUTURE_ACK);
+        pcb->ack_now = 1;
+        return 1;
+    }
+    if (SEQ_LT(seg->ack, pcb->snd_una - pcb->max_snd_wnd)) {
+        STAT_INC(&tcp_stats, TCPSTAT_IN_OLD_ACK);
+        pcb->ack_now = 1;
+        return 1;
+    }
+    if (SEQ_GT(seg->ack, pcb->snd_una))
+        ack_new_data(pcb, seg);
+    else if (seg->ack == pcb->snd_una && seg->dlen == 0 && !(seg->flg & TCP_FLG_FIN) &&
+             seg->wnd == pcb->snd_wnd && pcb->snd_una != pcb->snd_max)
+        ack_duplicate(pcb);
+    if (SEQ_LEQ(pcb->snd_una, seg->ack))
+        update_window(pcb, seg);
+    if (pcb->fin_sent && SEQ_GT(pcb->snd_una, pcb->fin_seq))
+        return ack_of_fin(pcb);
+    if (pcb->state == TCPS_TIME_WAIT && (seg->flg & TCP_FLG_FIN)) {
+        pcb->ack_now = 1; /* the peer lost our ACK of its FIN: again, and restart */
+        net_timer_arm(&pcb->timewait, 2ull * net_config.tcp_msl_ms);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- steps 7 and 8: text and FIN ---------------------------------------------------------- */
+
+static void ooo_insert(struct tcp_pcb *pcb, uint32_t start, uint32_t end)
+{
+    int i = 0, j;
+
+    while (i < pcb->nooo && SEQ_LT(pcb->ooo[i].end, start))
+        i++;
+    /* merge every range that touches [start, end) */
+    j = i;
+    while (j < pcb->nooo && SEQ_LEQ(pcb->ooo[j].start, end)) {
+        if (SEQ_LT(pcb->ooo[j].start, start))
+            start = pcb->ooo[j].start;
+        if (SEQ_GT(pcb->ooo[j].end, end))
+            end = pcb->ooo[j].end;
+        j++;
+    }
+    memmove(&pcb->ooo[i + 1], &pcb->ooo[j], (size_t)(pcb->nooo - j) * sizeof(pcb->ooo[0]));
+    pcb->nooo -= j - i - 1;
+    pcb->ooo[i].start = start;
+    pcb->ooo[i].end = end;
+}
+
+/* Would inserting [start, end) need a new slot we do not have? */
+static int ooo_full(struct tcp_pcb *pcb, uint32_t start, uint32_t end)
+{
+    if (pcb->nooo < TCP_OOO_MAX)
+        return 0;
+    for (int i = 0; i < pcb->nooo; i++)
+        if (SEQ_LEQ(pcb->ooo[i].start, end) && SEQ_GEQ(pcb->ooo[i].end, start))
+            return 0;
+    return 1;
+}
+
+/* rcv_nxt moved: fold held ranges that now continue the stream. */
+static int ooo_advance(struct tcp_pcb *pcb)
+{
+    int filled = 0;
+
+    while (pcb->nooo > 0 && SEQ_LEQ(pcb->ooo[0].start, pcb->rcv_nxt)) {
+        if (SEQ_GT(pcb->ooo[0].end, pcb->rcv_nxt)) {
+            ring_commit(&pcb->rcvbuf, pcb->ooo[0].end - pcb->rcv_nxt);
+            pcb->rcv_nxt = pcb->ooo[0].end;
+        }
+        memmove(&pcb->ooo[0], &pcb->ooo[1], (size_t)(pcb->nooo - 1) * sizeof(pcb->ooo[0]));
+        pcb->nooo--;
+        filled = 1;
+    }
+    return filled;
+}
+
+static void receive_text(struct tcp_pcb *pcb, const struct tcp_seg *seg)
+{
+    uint32_t off;
+
+    if (seg->dlen == 0 || !pcb->rcvbuf.buf)
+        return;
+    if (pcb->shut_rd) { /* nobody will read: acknowledge and forget */
+        pcb->rcv_nxt = seg->seq + seg->dlen;
+        pcb->ack_now = 1;
+        return;
+    }
+    /* Bytes are placed where they belong in the ring, in order or not;
+     * check_sequence made sure they fit, and nothing below rcv_nxt (what
+     * the app may already be reading) is ever written. */
+    off = seg->seq - pcb->rcv_nxt;
+    if (off > 0 && ooo_full(pcb, seg->seq, seg->seq + seg->dlen)) {
+        STAT_INC(&tcp_stats, TCPSTAT_IN_OOO_DROPPED);
+        pcb->ack_now = 1;
+        return;
+    }
+    ring_write_at(&pcb->rcvbuf, pcb->rcvbuf.len + off, seg->data, seg->dlen);
+    if (off > 0) {
+        STAT_INC(&tcp_stats, TCPSTAT_IN_OOO_SEGS);
+        ooo_insert(pcb, seg->seq, seg->seq + seg->dlen);
+        pcb->ack_now = 1; /* RFC 5681 §4.2: out of order: ACK at once */
+        return;
+    }
+    ring_commit(&pcb->rcvbuf, seg->dlen);
+    pcb->rcv_nxt += seg->dlen;
+    if (ooo_advance(pcb))
+        pcb->ack_now = 1; /* a hole was filled: ACK at once */
+    else if (++pcb->acks_pending >= 2)
+        pcb->ack_now = 1; /* every second segment (RFC 9293 §3.8.6.3) */
+    else
+        net_timer_arm(&pcb->delack, net_config.tcp_delack_ms);
+    tcp_notify_locked(pcb);
+}
+
+static void receive_fin(struct tcp_pcb *pcb, const struct tcp_seg *seg)
+{
+    if (seg->flg & TCP_FLG_FIN) {
+        uint32_t fin_seq = seg->seq + seg->dlen;
+        if (fin_seq != pcb->rcv_nxt) { /* ahead of a hole: remember it */
+            pcb->have_ooo_fin = 1;
+            pcb->ooo_fin_seq = fin_seq;
+            return;
+        }
+    } else if (!(pcb->have_ooo_fin && pcb->ooo_fin_seq == pcb->rcv_nxt)) {
+        return;
+    }
+    if (pcb->rcv_fin)
+        return;
+    pcb->have_ooo_fin = 0;
+    pcb->rcv_fin = 1;
+    pcb->rcv_nxt++;
+    pcb->ack_now = 1;
+    switch (pcb->state) {
+    case TCPS_SYN_RECEIVED:
+    case TCPS_ESTABLISHED:
+        tcp_set_state_locked(pcb, TCPS_CLOSE_WAIT);
+        break;
+    case TCPS_FIN_WAIT_1: /* our FIN not yet acked (else we'd be in FIN-WAIT-2) */
+        tcp_set_state_locked(pcb, TCPS_CLOSING);
+        break;
+    case TCPS_FIN_WAIT_2:
+        tcp_enter_time_wait_locked(pcb);
+        break;
+    default:
+        break;
+    }
+    tcp_notify_locked(pcb); /* readers see end of stream */
+}
+
+/* ---- synchronized states ---------------------------------------------------------- */
+
+static void sync_input(struct tcp_pcb *pcb, struct tcp_seg *seg)
+{
+    if (pcb->state == TCPS_SYN_RECEIVED && (seg->flg & TCP_FLG_SYN) && !(seg->flg & TCP_FLG_ACK) &&
+        seg->seq == pcb->irs) { /* the peer did not get our SYN,ACK: again */
+        tcp_send_segment_locked(pcb, TCP_FLG_SYN | TCP_FLG_ACK, pcb->iss, 0, 0);
+        return;
+    }
+    if (check_sequence(pcb, seg) < 0) { /* step 1 */
+        STAT_INC(&tcp_stats, TCPSTAT_IN_OUT_OF_WINDOW);
+        if (!(seg->flg & TCP_FLG_RST)) {
+            if (pcb->state == TCPS_TIME_WAIT && (seg->flg & TCP_FLG_FIN))
+                net_timer_arm(&pcb->timewait, 2ull * net_config.tcp_msl_ms);
+            tcp_send_ack_locked(pcb);
+        }
+        return;
+    }
+    if (check_rst(pcb, seg) || check_syn(pcb, seg)) /* steps 2 and 4 */
+        return;
+    if (check_ack(pcb, seg)) /* step 5 */
+        goto out;
+    pcb->last_recv_ms = net_now_ms();
+    if (pcb->state == TCPS_ESTABLISHED || pcb->state == TCPS_FIN_WAIT_1 || pcb->state == TCPS_FIN_WAIT_2) {
+        receive_text(pcb, seg); /* step 7 */
+        tcp_keepalive_reset_locked(pcb);
+    }
+    receive_fin(pcb, seg); /* step 8 */
+out:
+    if (pcb->state != TCPS_CLOSED)
+        tcp_output_locked(pcb);
+}
+
+/* ---- entry ---------------------------------------------------------------------------- */
+
+void tcp_input(const struct ip_rx *rx, struct pbuf *pb)
+{
+    struct tcp_seg seg;
+    struct tcp_pcb *pcb;
+    const char *why;
+    int stat = 0;
+
+    STAT_INC(&tcp_stats, TCPSTAT_IN_SEGS);
+    if ((why = tcp_parse(rx, pb, &seg, &stat)) != NULL) {
+        STAT_INC(&tcp_stats, stat);
+        log_debug(LOG_TCP, "drop segment (%zu bytes): %s", pb->len, why);
+        pbuf_free(pb);
+        return;
+    }
+    if (log_enabled(LOG_TCP, LOG_LEVEL_DEBUG))
+        tcp_dump(pb->data, pb->len, rx->src, rx->dst);
+    mutex_lock(&tcp_lock);
+    pcb = tcp_lookup_locked(seg.dst, seg.dport, seg.src, seg.sport);
+    if (pcb && pcb->state == TCPS_TIME_WAIT && (seg.flg & TCP_FLG_SYN) && !(seg.flg & TCP_FLG_ACK) &&
+        SEQ_GT(seg.seq, pcb->rcv_nxt)) {
+        /* RFC 9293 §3.10.7.4 note / RFC 6191: a new incarnation may reuse
+         * the 4-tuple when its SYN is beyond the old connection's sequence */
+        STAT_INC(&tcp_stats, TCPSTAT_TIME_WAIT_RECYCLED);
+        tcp_drop_locked(pcb, 0);
+        pcb = tcp_lookup_locked(seg.dst, seg.dport, seg.src, seg.sport);
+    }
+    if (!pcb) {
+        STAT_INC(&tcp_stats, TCPSTAT_IN_NO_PCB);
+        log_debug(LOG_TCP, "no connection for port %u: reset", seg.dport);
+        tcp_send_reset_for(&seg); /* §3.10.7.1: CLOSED */
+    } else if (pcb->state == TCPS_LISTEN) {
+        listen_input(pcb, &seg);
+    } else if (pcb->state == TCPS_SYN_SENT) {
+        syn_sent_input(pcb, &seg);
+        if (pcb->state == TCPS_ESTABLISHED)
+            tcp_output_locked(pcb);
+    } else {
+        sync_input(pcb, &seg);
+    }
+    mutex_unlock(&tcp_lock);
+    pbuf_free(pb);
+}
+
+/* ---- ICMP errors (RFC 1122 §4.2.3.9, RFC 5927) ---------------------------------------- */
+
+void tcp_icmp_error(uint32_t from, uint8_t type, uint8_t code, uint32_t info,
+                    const struct ip_hdr *inner, const uint8_t *payload, size_t len)
+{
+    struct tcp_pcb *pcb;
+    uint32_t seq;
+    int err;
+
+    (void)from;
+    (void)info;
+    if (len < 8 || type != ICMP_TYPE_DEST_UNREACH)
+        return; /* time exceeded, quench: nothing to do */
+    if (code == ICMP_CODE_FRAG_NEEDED)
+        return; /* no path MTU discovery yet: we never set DF */
+    err = code == ICMP_CODE_NET_UNREACH ? -ENETUNREACH
+          : code == ICMP_CODE_HOST_UNREACH ? -EHOSTUNREACH : -ECONNREFUSED;
+    seq = load32(payload + 4);
+    mutex_lock(&tcp_lock);
+    pcb = tcp_lookup_locked(inner->src, load16(payload), inner->dst, load16(payload + 2));
+    /* RFC 5927 §4.1: believe it only if it quotes a sequence number we
+     * have in flight; a forged error is cheap to send. */
+    if (pcb && pcb->state != TCPS_LISTEN && SEQ_GEQ(seq, pcb->snd_una) && SEQ_LT(seq, pcb->snd_max)) {
+        if (pcb->state == TCPS_SYN_SENT) {
+            STAT_INC(&tcp_stats, TCPSTAT_ATTEMPT_FAILS);
+            tcp_drop_locked(pcb, err); /* a connect() fails at once */
+        } else {
+            pcb->soft_error = err; /* reported only if we time out (§4.2.3.9) */
+        }
+    }
+    mutex_unlock(&tcp_lock);
+}

@@ -1,0 +1,882 @@
+/*
+ * tcp_usrreq.c — TCP's socket operations (sock_var.h's sock_ops) and the
+ * life of a pcb: creation, lookup, state changes, dropping and reaping.
+ *
+ * App threads enter here through sock.c and sleep on their socket's
+ * condition variable with tcp_lock held (sock_wait); tcp_input and the
+ * timers call tcp_notify_locked after every change a waiter may care
+ * about. A pcb outlives its socket (FIN-WAIT, TIME-WAIT) and is freed only
+ * by its reap timer, on the stack thread, once no socket refers to it.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "proto/tcp_var.h"
+#include "util/byteorder.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/siphash.h"
+
+static const char *const tcp_stat_names[TCPSTAT_COUNT] = {
+    [TCPSTAT_IN_SEGS] = "in_segs",
+    [TCPSTAT_IN_TOO_SHORT] = "in_too_short",
+    [TCPSTAT_IN_BAD_OFFSET] = "in_bad_offset",
+    [TCPSTAT_IN_BAD_CHECKSUM] = "in_bad_checksum",
+    [TCPSTAT_IN_BAD_OPTIONS] = "in_bad_options",
+    [TCPSTAT_IN_BROADCAST] = "in_broadcast",
+    [TCPSTAT_IN_NO_PCB] = "in_no_pcb",
+    [TCPSTAT_IN_OUT_OF_WINDOW] = "in_out_of_window",
+    [TCPSTAT_IN_OLD_ACK] = "in_old_ack",
+    [TCPSTAT_IN_FUTURE_ACK] = "in_future_ack",
+    [TCPSTAT_IN_OOO_SEGS] = "in_ooo_segs",
+    [TCPSTAT_IN_OOO_DROPPED] = "in_ooo_dropped",
+    [TCPSTAT_IN_DUP_SEGS] = "in_dup_segs",
+    [TCPSTAT_IN_DUP_ACKS] = "in_dup_acks",
+    [TCPSTAT_IN_RSTS] = "in_rsts",
+    [TCPSTAT_OUT_SEGS] = "out_segs",
+    [TCPSTAT_OUT_RSTS] = "out_rsts",
+    [TCPSTAT_OUT_NO_MEMORY] = "out_no_memory",
+    [TCPSTAT_RETRANS_SEGS] = "retrans_segs",
+    [TCPSTAT_FAST_RETRANSMITS] = "fast_retransmits",
+    [TCPSTAT_RTO_TIMEOUTS] = "rto_timeouts",
+    [TCPSTAT_PERSIST_PROBES] = "persist_probes",
+    [TCPSTAT_KEEPALIVE_PROBES] = "keepalive_probes",
+    [TCPSTAT_DELAYED_ACKS] = "delayed_acks",
+    [TCPSTAT_CHALLENGE_ACKS] = "challenge_acks",
+    [TCPSTAT_CHALLENGE_ACKS_LIMITED] = "challenge_acks_limited",
+    [TCPSTAT_ACTIVE_OPENS] = "active_opens",
+    [TCPSTAT_PASSIVE_OPENS] = "passive_opens",
+    [TCPSTAT_ATTEMPT_FAILS] = "attempt_fails",
+    [TCPSTAT_ESTAB_RESETS] = "estab_resets",
+    [TCPSTAT_CONN_TIMEOUTS] = "conn_timeouts",
+    [TCPSTAT_SYN_QUEUE_EVICTED] = "syn_queue_evicted",
+    [TCPSTAT_ACCEPT_QUEUE_FULL] = "accept_queue_full",
+    [TCPSTAT_TIME_WAIT_RECYCLED] = "time_wait_recycled",
+};
+struct stats_group tcp_stats = STATS_GROUP("tcp", tcp_stat_names);
+
+struct mutex tcp_lock = MUTEX_INITIALIZER;
+struct tcp_pcb *tcp_pcbs;     /* [T] */
+unsigned tcp_pcb_count;       /* [T] */
+static uint8_t isn_key[16];   /* [c] after tcp_init */
+static uint16_t next_port;    /* [T] */
+
+static const char *const state_names[] = {
+    "CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1",
+    "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT",
+};
+
+const char *tcp_state_name(enum tcp_state s)
+{
+    return (unsigned)s < sizeof(state_names) / sizeof(state_names[0]) ? state_names[s] : "?";
+}
+
+/* ---- pcbs ----------------------------------------------------------------------- */
+
+struct tcp_pcb *tcp_pcb_new_locked(void)
+{
+    struct tcp_pcb *pcb;
+
+    if (tcp_pcb_count >= net_config.tcp_max_pcbs || !(pcb = mem_calloc(1, sizeof(*pcb))))
+        return NULL;
+    if (tcp_timers_init(pcb) < 0) {
+        tcp_timers_destroy(pcb);
+        mem_free(pcb);
+        return NULL;
+    }
+    pcb->rto_ms = net_config.tcp_rto_initial_ms;
+    pcb->snd_mss = TCP_DEFAULT_MSS;
+    pcb->ssthresh = 0xffffffffu; /* RFC 5681 §3.1: arbitrarily high */
+    pcb->rcvbuf_size = net_config.sock_rcvbuf_default;
+    pcb->sndbuf_size = net_config.sock_sndbuf_default;
+    pcb->next = tcp_pcbs;
+    tcp_pcbs = pcb;
+    tcp_pcb_count++;
+    return pcb;
+}
+
+void tcp_set_state_locked(struct tcp_pcb *pcb, enum tcp_state state)
+{
+    if (log_enabled(LOG_TCP, LOG_LEVEL_DEBUG)) {
+        char l[IP_ADDR_STR_LEN], r[IP_ADDR_STR_LEN];
+        log_debug(LOG_TCP, "%s:%u %s:%u %s -> %s", ip_addr_ntop(pcb->local.addr, l, sizeof(l)),
+                  pcb->local.port, ip_addr_ntop(pcb->remote.addr, r, sizeof(r)), pcb->remote.port,
+                  tcp_state_name(pcb->state), tcp_state_name(state));
+    }
+    pcb->state = state;
+}
+
+void tcp_notify_locked(struct tcp_pcb *pcb)
+{
+    if (pcb->sock)
+        sock_wakeup(pcb->sock);
+    if (pcb->parent && pcb->parent->sock)
+        sock_wakeup(pcb->parent->sock);
+}
+
+/* Free pb on the stack thread soon, unless a socket still refers to it
+ * (then its last reference does it, through tcp_destroy). */
+static void reap_maybe_locked(struct tcp_pcb *pcb)
+{
+    if (pcb->state == TCPS_CLOSED && !pcb->sock && !pcb->reaping) {
+        pcb->reaping = 1;
+        net_timer_arm(&pcb->reap, 0);
+    }
+}
+
+static void abort_children_locked(struct tcp_pcb *lpcb);
+
+void tcp_drop_locked(struct tcp_pcb *pcb, int err)
+{
+    struct tcp_pcb *parent = pcb->parent;
+
+    assert(mutex_held(&tcp_lock));
+    if (pcb->state == TCPS_LISTEN)
+        abort_children_locked(pcb);
+    if (parent) { /* a child never accepted: off its listener's queues */
+        struct tcp_pcb **q[2] = { &parent->synq, &parent->acceptq };
+        for (int i = 0; i < 2; i++) {
+            for (struct tcp_pcb **pp = q[i]; *pp; pp = &(*pp)->qnext) {
+                if (*pp == pcb) {
+                    *pp = pcb->qnext;
+                    if (i == 0)
+                        parent->synq_len--;
+                    else
+                        parent->acceptq_len--;
+                    break;
+                }
+            }
+        }
+        pcb->parent = NULL;
+    }
+    if (err && !pcb->error)
+        pcb->error = err;
+    tcp_timers_cancel_all(pcb);
+    if (pcb->state != TCPS_CLOSED)
+        tcp_set_state_locked(pcb, TCPS_CLOSED);
+    tcp_notify_locked(pcb);
+    reap_maybe_locked(pcb);
+}
+
+/* Exact 4-tuple first, then a listener on the port (specific address
+ * before the wildcard). */
+struct tcp_pcb *tcp_lookup_locked(uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport)
+{
+    struct tcp_pcb *listener = NULL;
+
+    for (struct tcp_pcb *p = tcp_pcbs; p; p = p->next) {
+        if (p->state == TCPS_CLOSED || p->local.port != lport)
+            continue;
+        if (p->state == TCPS_LISTEN) {
+            if (p->local.addr == laddr || (p->local.addr == IP_ADDR_ANY && !listener))
+                listener = p;
+            continue;
+        }
+        if (p->local.addr == laddr && p->remote.addr == raddr && p->remote.port == rport)
+            return p;
+    }
+    return listener;
+}
+
+/* RFC 6528: ISN = M + F(localip, localport, remoteip, remoteport, secret),
+ * M a timer ticking every 4 microseconds, F a keyed hash. */
+uint32_t tcp_new_iss(const struct sock_addr *local, const struct sock_addr *remote)
+{
+    uint8_t tuple[12];
+
+    memcpy(tuple, &local->addr, 4);
+    memcpy(tuple + 4, &remote->addr, 4);
+    store16(tuple + 8, local->port);
+    store16(tuple + 10, remote->port);
+    return (uint32_t)(platform_now_us() / 4) + (uint32_t)siphash24(isn_key, tuple, sizeof(tuple));
+}
+
+int tcp_buffers_alloc_locked(struct tcp_pcb *pcb)
+{
+    if (!pcb->sndbuf.buf && ring_init(&pcb->sndbuf, pcb->sndbuf_size) < 0)
+        return -ENOMEM;
+    if (!pcb->rcvbuf.buf && ring_init(&pcb->rcvbuf, pcb->rcvbuf_size) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+void tcp_child_established_locked(struct tcp_pcb *pcb)
+{
+    struct tcp_pcb *lpcb = pcb->parent;
+
+    pcb->cwnd = 10u * pcb->snd_mss < 14600 ? 10u * pcb->snd_mss : 14600; /* RFC 6928 */
+    if (pcb->cwnd < 2u * pcb->snd_mss)
+        pcb->cwnd = 2u * pcb->snd_mss;
+    if (tcp_buffers_alloc_locked(pcb) < 0) {
+        tcp_send_segment_locked(pcb, TCP_FLG_RST | TCP_FLG_ACK, pcb->snd_nxt, 0, 0);
+        tcp_drop_locked(pcb, -ENOMEM);
+        return;
+    }
+    tcp_keepalive_reset_locked(pcb);
+    if (!lpcb) { /* simultaneous open: a connect() is waiting */
+        tcp_notify_locked(pcb);
+        return;
+    }
+    for (struct tcp_pcb **pp = &lpcb->synq; *pp; pp = &(*pp)->qnext) {
+        if (*pp == pcb) {
+            *pp = pcb->qnext;
+            lpcb->synq_len--;
+            break;
+        }
+    }
+    pcb->qnext = NULL;
+    struct tcp_pcb **pp = &lpcb->acceptq;
+    while (*pp)
+        pp = &(*pp)->qnext;
+    *pp = pcb;
+    lpcb->acceptq_len++;
+    tcp_notify_locked(pcb); /* wakes the listener's accept() */
+}
+
+/* A listener closes: its children go too, with a RST if they finished the
+ * handshake (the peer thinks it is connected). */
+static void abort_children_locked(struct tcp_pcb *lpcb)
+{
+    while (lpcb->synq)
+        tcp_drop_locked(lpcb->synq, 0);
+    while (lpcb->acceptq) {
+        struct tcp_pcb *c = lpcb->acceptq;
+        tcp_send_segment_locked(c, TCP_FLG_RST | TCP_FLG_ACK, c->snd_nxt, 0, 0);
+        tcp_drop_locked(c, 0);
+    }
+}
+
+/* ---- ports ----------------------------------------------------------------------------- */
+
+static int port_in_use_locked(uint32_t addr, uint16_t port, int reuse, struct tcp_pcb *self)
+{
+    for (struct tcp_pcb *p = tcp_pcbs; p; p = p->next) {
+        if (p == self || p->local.port != port || (p->state == TCPS_CLOSED && !p->sock))
+            continue;
+        if (p->local.addr != addr && p->local.addr != IP_ADDR_ANY && addr != IP_ADDR_ANY)
+            continue;
+        /* SO_REUSEADDR: share a port with anything but a listener, so a
+         * server restarts while old connections sit in TIME-WAIT */
+        if (reuse && p->state != TCPS_LISTEN)
+            continue;
+        return 1;
+    }
+    return 0;
+}
+
+static int bind_locked(struct tcp_pcb *pcb, uint32_t addr, uint16_t port, int reuse)
+{
+    if (port == 0) {
+        unsigned lo = net_config.port_ephemeral_lo, span = net_config.port_ephemeral_hi - lo + 1;
+        for (unsigned i = 0; i < span; i++) {
+            uint16_t p = (uint16_t)(lo + (next_port + i) % span);
+            if (!port_in_use_locked(addr, p, 0, pcb)) {
+                port = p;
+                next_port = (uint16_t)((next_port + i + 1) % span);
+                break;
+            }
+        }
+        if (port == 0)
+            return -EADDRINUSE;
+    } else if (port_in_use_locked(addr, port, reuse, pcb)) {
+        return -EADDRINUSE;
+    }
+    pcb->local.addr = addr;
+    pcb->local.port = port;
+    return 0;
+}
+
+/* ---- socket operations ------------------------------------------------------------------ */
+
+static struct tcp_pcb *pcb_of(struct sock *s)
+{
+    return s->pcb;
+}
+
+static int tcp_attach(struct sock *s)
+{
+    struct tcp_pcb *pcb;
+
+    mutex_lock(&tcp_lock);
+    pcb = tcp_pcb_new_locked();
+    if (pcb) {
+        pcb->sock = s;
+        pcb->had_sock = 1;
+        s->pcb = pcb;
+    }
+    mutex_unlock(&tcp_lock);
+    return pcb ? 0 : -ENOBUFS;
+}
+
+/* sock_close: no more calls on this descriptor. Unread data makes it an
+ * abort (RFC 1122 §4.2.2.13: the peer must learn its data was lost), as
+ * does SO_LINGER {1, 0}; otherwise queued data goes out, then our FIN. */
+static void tcp_detach(struct sock *s)
+{
+    struct tcp_pcb *pcb = pcb_of(s);
+    int abort_now;
+
+    mutex_lock(&tcp_lock);
+    pcb->app_closed = 1;
+    abort_now = (pcb->rcvbuf.len > 0 || pcb->nooo > 0) ||
+                (atomic_load(&s->linger_on) && atomic_load(&s->linger_s) == 0);
+    switch (pcb->state) {
+    case TCPS_LISTEN:
+    case TCPS_SYN_SENT:
+        tcp_drop_locked(pcb, 0);
+        break;
+    case TCPS_SYN_RECEIVED:
+    case TCPS_ESTABLISHED:
+    case TCPS_CLOSE_WAIT:
+        if (abort_now) {
+            tcp_send_segment_locked(pcb, TCP_FLG_RST | TCP_FLG_ACK, pcb->snd_nxt, 0, 0);
+            tcp_drop_locked(pcb, 0);
+            break;
+        }
+        pcb->fin_queued = 1;
+        tcp_set_state_locked(pcb, pcb->state == TCPS_CLOSE_WAIT ? TCPS_LAST_ACK : TCPS_FIN_WAIT_1);
+        tcp_output_locked(pcb);
+        break;
+    default:
+        break; /* already closing */
+    }
+    sock_wakeup(s); /* other threads blocked on s see app_closed: EBADF */
+    mutex_unlock(&tcp_lock);
+}
+
+/* The last reference to the socket is gone: the pcb is on its own now. */
+static void tcp_destroy(struct sock *s)
+{
+    struct tcp_pcb *pcb = pcb_of(s);
+
+    mutex_lock(&tcp_lock);
+    pcb->sock = NULL;
+    s->pcb = NULL;
+    if (pcb->state == TCPS_FIN_WAIT_2)
+        net_timer_arm(&pcb->keep, net_config.tcp_fin_wait2_ms);
+    reap_maybe_locked(pcb);
+    mutex_unlock(&tcp_lock);
+}
+
+static int tcp_bind(struct sock *s, const struct sock_addr *a)
+{
+    struct tcp_pcb *pcb = pcb_of(s);
+    int err;
+
+    if (a->addr != IP_ADDR_ANY && !ip_addr_is_local(a->addr))
+        return -EADDRNOTAVAIL;
+    mutex_lock(&tcp_lock);
+    if (pcb->local.port || pcb->state != TCPS_CLOSED)
+        err = -EINVAL;
+    else
+        err = bind_locked(pcb, a->addr, a->port, atomic_load(&s->reuseaddr));
+    mutex_unlock(&tcp_lock);
+    return err;
+}
+
+static int tcp_listen(struct sock *s, int backlog)
+{
+    struct tcp_pcb *pcb = pcb_of(s);
+    int err = 0;
+
+    mutex_lock(&tcp_lock);
+    if (pcb->state != TCPS_CLOSED && pcb->state != TCPS_LISTEN)
+        err = -EINVAL;
+    else if (!pcb->local.port)
+        err = bind_locked(pcb, IP_ADDR_ANY, 0, 0);
+    if (!err) {
+        if (backlog < 1)
+            backlog = 1;
+        pcb->backlog = (unsigned)backlog > net_config.tcp_backlog_max ? net_config.tcp_backlog_max : (unsigned)backlog;
+        pcb->rcvbuf_size = (uint32_t)atomic_load(&s->rcvbuf);
+        pcb->sndbuf_size = (uint32_t)atomic_load(&s->sndbuf);
+        if (pcb->state != TCPS_LISTEN)
+            tcp_set_state_locked(pcb, TCPS_LISTEN);
+    }
+    mutex_unlock(&tcp_lock);
+    return err;
+}
+
+/* Wait while cond(pcb) holds; returns 0, or -errno (EBADF after close). */
+static int wait_while_locked(struct sock *s, struct tcp_pcb *pcb, int (*cond)(struct tcp_pcb *), uint64_t deadline)
+{
+    while (cond(pcb)) {
+        int err;
+        if (net_is_shutting_down())
+            return -ESHUTDOWN;
+        if (pcb->app_closed)
+            return -EBADF;
+        if ((err = sock_wait(s, &tcp_lock, deadline)) < 0)
+            return err;
+    }
+    return pcb->app_closed ? -EBADF : 0;
+}
+
+static int connecting(struct tcp_pcb *pcb)
+{
+    return pcb->state == TCPS_SYN_SENT || pcb->state == TCPS_SYN_RECEIVED;
+}
+
+static int connect_start_locked(struct sock *s, struct tcp_pcb *pcb, const struct sock_addr *a)
+{
+    uint32_t src = ip_source_for(a->addr);
+    size_t mtu = ip_mtu_for(a->addr);
+    int err;
+
+    if (src == IP_ADDR_ANY)
+        return -ENETUNREACH;
+    if (!pcb->local.port && (err = bind_locked(pcb, IP_ADDR_ANY, 0, 0)) < 0)
+        return err;
+    if (pcb->local.addr == IP_ADDR_ANY)
+        pcb->local.addr = src;
+    pcb->remote = *a;
+    pcb->error = 0;
+    pcb->rcvbuf_size = (uint32_t)atomic_load(&s->rcvbuf);
+    pcb->sndbuf_size = (uint32_t)atomic_load(&s->sndbuf);
+    if ((err = tcp_buffers_alloc_locked(pcb)) < 0)
+        return err;
+    pcb->snd_mss = (uint16_t)(mtu - TCP_HDR_SIZE_MIN);
+    pcb->iss = tcp_new_iss(&pcb->local, &pcb->remote);
+    pcb->snd_una = pcb->iss;
+    pcb->snd_nxt = pcb->snd_max = pcb->iss + 1;
+    pcb->rtt_start = net_now_ms();
+    tcp_set_state_locked(pcb, TCPS_SYN_SENT);
+    STAT_INC(&tcp_stats, TCPSTAT_ACTIVE_OPENS);
+    tcp_send_segment_locked(pcb, TCP_FLG_SYN, pcb->iss, 0, 0);
+    tcp_rexmt_arm_locked(pcb);
+    return 0;
+}
+
+static int tcp_connect(struct sock *s, const struct sock_addr *a, uint64_t deadline)
+{
+    struct tcp_pcb *pcb = pcb_of(s);
+    int err = 0;
+
+    if (a->addr == IP_ADDR_ANY || a->port == 0)
+        return -EINVAL;
+    mutex_lock(&tcp_lock);
+    switch (pcb->state) {
+    case TCPS_CLOSED:
+        if (pcb->error) { /* the result of an earlier non-blocking connect */
+            err = pcb->error;
+            pcb->error = 0;
+        } else if ((err = connect_start_locked(s, pcb, a)) == 0 && deadline == SOCK_NOWAIT) {
+            err = -EINPROGRESS;
+        }
+        break;
+    case TCPS_LISTEN:
+        err = -EINVAL;
+        break;
+    case TCPS_SYN_SENT:
+    case TCPS_SYN_RECEIVED:
+        err = deadline == SOCK_NOWAIT ? -EALREADY : 0;
+        break;
+    default:
+        err = -EISCONN;
+    }
+    if (err == 0) {
+        err = wait_while_locked(s, pcb, connecting, deadline);
+        if (err == 0 && pcb->state == TCPS_CLOSED) {
+            err = pcb->error ? pcb->error : -ECONNREFUSED;
+            pcb->error = 0;
+        } else if (err == -EAGAIN) {
+            err = -ETIMEDOUT; /* SO_SNDTIMEO ran out while connecting */
+        }
+    }
+    mutex_unlock(&tcp_lock);
+    return err;
+}
+
+static int accept_empty(struct tcp_pcb *pcb)
+{
+    return pcb->state == TCPS_LISTEN && !pcb->acceptq;
+}
+
+static void inherit_options(struct sock *child, struct sock *parent)
+{
+    atomic_store(&child->rcvbuf, atomic_load(&parent->rcvbuf));
+    atomic_store(&child->sndbuf, atomic_load(&parent->sndbuf));
+    atomic_store(&child->nodelay, atomic_load(&parent->nodelay));
+    atomic_store(&child->keepalive, atomic_load(&parent->keepalive));
+    atomic_store(&child->keep_idle_s, atomic_load(&parent->keep_idle_s));
+    atomic_store(&child->keep_intvl_s, atomic_load(&parent->keep_intvl_s));
+    atomic_store(&child->keep_cnt, atomic_load(&parent->keep_cnt));
+    atomic_store(&child->rcvtimeo_ms, atomic_load(&parent->rcvtimeo_ms));
+    atomic_store(&child->sndtimeo_ms, atomic_load(&parent->sndtimeo_ms));
+}
+
+static int tcp_accept(struct sock *s, struct sock **childp, uint64_t deadline)
+{
+    struct tcp_pcb *lpcb = pcb_of(s), *c;
+    struct sock *ns = sock_alloc(SOCK_STREAM, IPPROTO_TCP, s->ops);
+    int err, sd;
+
+    if (!ns)
+        return -ENOMEM;
+    inherit_options(ns, s);
+    mutex_lock(&tcp_lock);
+    if (lpcb->state != TCPS_LISTEN)
+        err = -EINVAL;
+    else
+        err = wait_while_locked(s, lpcb, accept_empty, deadline);
+    if (err == 0 && lpcb->state != TCPS_LISTEN)
+        err = -EINVAL;
+    if (err < 0) {
+        mutex_unlock(&tcp_lock);
+        sock_free_unattached(ns);
+        return err;
+    }
+    c = lpcb->acceptq;
+    lpcb->acceptq = c->qnext;
+    lpcb->acceptq_len--;
+    c->qnext = NULL;
+    c->parent = NULL;
+    c->sock = ns;
+    c->had_sock = 1;
+    ns->pcb = c;
+    tcp_keepalive_reset_locked(c);
+    mutex_unlock(&tcp_lock);
+    if ((sd = sock_install(ns)) < 0) { /* no descriptor: abort the connection */
+        mutex_lock(&tcp_lock);
+        tcp_send_segment_locked(c, TCP_FLG_RST | TCP_FLG_ACK, c->snd_nxt, 0, 0);
+        tcp_drop_locked(c, 0);
+        c->sock = NULL;
+        reap_maybe_locked(c);
+        mutex_unlock(&tcp_lock);
+        sock_free_unattached(ns);
+        return sd;
+    }
+    *childp = ns;
+    return 0;
+}
+
+/* Why a send cannot proceed now, or 0 if it can (maybe after waiting). */
+static int send_blocker(struct tcp_pcb *pcb)
+{
+    if (pcb->error) {
+        int err = pcb->error;
+        pcb->error = 0;
+        return err;
+    }
+    if (pcb->fin_queued)
+        return -EPIPE; /* shut down for writing, or closed */
+    switch (pcb->state) {
+    case TCPS_ESTABLISHED:
+    case TCPS_CLOSE_WAIT:
+    case TCPS_SYN_SENT:
+    case TCPS_SYN_RECEIVED:
+        return 0;
+    case TCPS_CLOSED:
+        return pcb->had_sock && pcb->snd_una != pcb->iss ? -EPIPE : -ENOTCONN;
+    case TCPS_LISTEN:
+        return -ENOTCONN;
+    default:
+        return -EPIPE;
+    }
+}
+
+static ssize_t tcp_send(struct sock *s, const struct sock_iov *data, const struct sock_addr *to,
+                        int flags, uint64_t deadline)
+{
+    struct tcp_pcb *pcb = pcb_of(s);
+    size_t done = 0;
+    int err = 0;
+
+    (void)flags;
+    if (to && pcb->state != TCPS_CLOSED && pcb->state != TCPS_LISTEN)
+        return -EISCONN; /* POSIX: sendto with an address on a connected stream */
+    mutex_lock(&tcp_lock);
+    while (done < data->len || data->len == 0) {
+        if (net_is_shutting_down()) {
+            err = -ESHUTDOWN;
+            break;
+        }
+        if (pcb->app_closed) {
+            err = -EBADF;
+            break;
+        }
+        if ((err = send_blocker(pcb)) < 0)
+            break;
+        if (!connecting(pcb) && ring_space(&pcb->sndbuf) > 0) {
+            size_t n = ring_space(&pcb->sndbuf);
+            uint8_t tmp[2048];
+            if (n > data->len - done)
+                n = data->len - done;
+            for (size_t k = 0; k < n;) { /* iovec -> ring, a chunk at a time */
+                size_t c = n - k < sizeof(tmp) ? n - k : sizeof(tmp);
+                sock_iov_to_buf(data, done + k, tmp, c);
+                ring_write(&pcb->sndbuf, tmp, c);
+                k += c;
+            }
+            done += n;
+            tcp_output_locked(pcb);
+            if (data->len == 0 || done == data->len)
+                break;
+            continue;
+        }
+        if ((err = sock_wait(s, &tcp_lock, deadline)) < 0)
+            break;
+    }
+    mutex_unlock(&tcp_lock);
+    /* Some bytes went in: report them (a partial write, as POSIX allows);
+     * the error, if any, shows on the next call. */
+    return done > 0 ? (ssize_t)done : err;
+}
+
+static ssize_t tcp_recv(struct sock *s, const struct sock_iov *room, struct sock_addr *from,
+                        int flags, int *msg_flags, uint64_t deadline)
+{
+    struct tcp_pcb *pcb = pcb_of(s);
+    ssize_t n = 0;
+    int err;
+
+    (void)msg_flags;
+    mutex_lock(&tcp_lock);
+    for (;;) {
+        if (net_is_shutting_down()) {
+            n = -ESHUTDOWN;
+            break;
+        }
+        if (pcb->app_closed) {
+            n = -EBADF;
+            break;
+        }
+        if (pcb->error && pcb->state == TCPS_CLOSED) {
+            n = pcb->error; /* RFC 9293 §3.10.7.4: a reset ends every RECEIVE */
+            pcb->error = 0;
+            break;
+        }
+        if (pcb->rcvbuf.len > 0) {
+            uint8_t tmp[2048];
+            size_t want = room->len < pcb->rcvbuf.len ? room->len : pcb->rcvbuf.len;
+            for (size_t k = 0; k < want;) {
+                size_t c = want - k < sizeof(tmp) ? want - k : sizeof(tmp);
+                ring_peek(&pcb->rcvbuf, k, tmp, c);
+                sock_iov_from_buf(room, k, tmp, c);
+                k += c;
+            }
+            if (!(flags & MSG_PEEK)) {
+                ring_discard(&pcb->rcvbuf, want);
+                tcp_window_update_locked(pcb);
+            }
+            n = (ssize_t)want;
+            break;
+        }
+        if (pcb->rcv_fin || pcb->shut_rd || room->len == 0)
+            break; /* end of stream: 0 */
+        if (pcb->state == TCPS_CLOSED || pcb->state == TCPS_LISTEN) {
+            n = pcb->had_sock && pcb->state == TCPS_CLOSED && pcb->irs ? 0 : -ENOTCONN;
+            break;
+        }
+        if ((err = sock_wait(s, &tcp_lock, deadline)) < 0) {
+            n = err;
+            break;
+        }
+    }
+    if (n >= 0) {
+        from->addr = pcb->remote.addr;
+        from->port = pcb->remote.port;
+    }
+    mutex_unlock(&tcp_lock);
+    return n;
+}
+
+static int tcp_shutdown(struct sock *s, int how)
+{
+    struct tcp_pcb *pcb = pcb_of(s);
+    int err = 0;
+
+    mutex_lock(&tcp_lock);
+    if (pcb->state == TCPS_CLOSED || pcb->state == TCPS_LISTEN || pcb->state == TCPS_SYN_SENT) {
+        err = -ENOTCONN;
+    } else {
+        if (how == SHUT_RD || how == SHUT_RDWR)
+            pcb->shut_rd = 1;
+        if ((how == SHUT_WR || how == SHUT_RDWR) && !pcb->fin_queued) {
+            pcb->fin_queued = 1;
+            if (pcb->state == TCPS_ESTABLISHED || pcb->state == TCPS_SYN_RECEIVED)
+                tcp_set_state_locked(pcb, TCPS_FIN_WAIT_1);
+            else if (pcb->state == TCPS_CLOSE_WAIT)
+                tcp_set_state_locked(pcb, TCPS_LAST_ACK);
+            tcp_output_locked(pcb);
+        }
+        tcp_notify_locked(pcb);
+    }
+    mutex_unlock(&tcp_lock);
+    return err;
+}
+
+static short tcp_poll(struct sock *s)
+{
+    struct tcp_pcb *pcb = pcb_of(s);
+    short ev = 0;
+
+    mutex_lock(&tcp_lock);
+    if (pcb->state == TCPS_LISTEN) {
+        if (pcb->acceptq)
+            ev |= POLLIN;
+    } else {
+        if (pcb->rcvbuf.len > 0 || pcb->rcv_fin || pcb->shut_rd)
+            ev |= POLLIN;
+        if ((pcb->state == TCPS_ESTABLISHED || pcb->state == TCPS_CLOSE_WAIT) && !pcb->fin_queued &&
+            ring_space(&pcb->sndbuf) > 0)
+            ev |= POLLOUT;
+        if (pcb->error)
+            ev |= POLLERR | POLLOUT | POLLIN;
+        if (pcb->state == TCPS_CLOSED && pcb->had_sock && pcb->iss)
+            ev |= POLLHUP | POLLIN;
+    }
+    mutex_unlock(&tcp_lock);
+    return ev;
+}
+
+static int tcp_name(struct sock *s, int peer, struct sock_addr *a)
+{
+    struct tcp_pcb *pcb = pcb_of(s);
+    int err = 0;
+
+    mutex_lock(&tcp_lock);
+    if (peer && (pcb->state == TCPS_CLOSED || pcb->state == TCPS_LISTEN || pcb->state == TCPS_SYN_SENT))
+        err = -ENOTCONN;
+    else
+        *a = peer ? pcb->remote : pcb->local;
+    mutex_unlock(&tcp_lock);
+    return err;
+}
+
+static int tcp_take_error(struct sock *s)
+{
+    struct tcp_pcb *pcb = pcb_of(s);
+    int err;
+
+    mutex_lock(&tcp_lock);
+    err = pcb->error;
+    pcb->error = 0;
+    mutex_unlock(&tcp_lock);
+    return err;
+}
+
+static void tcp_wake(struct sock *s)
+{
+    mutex_lock(&tcp_lock);
+    sock_wakeup(s);
+    mutex_unlock(&tcp_lock);
+}
+
+static void tcp_opt_changed(struct sock *s, int level, int name)
+{
+    struct tcp_pcb *pcb = pcb_of(s);
+
+    mutex_lock(&tcp_lock);
+    if (level == SOL_SOCKET && name == SO_KEEPALIVE)
+        tcp_keepalive_reset_locked(pcb);
+    else if (level == IPPROTO_TCP && name == TCP_NODELAY)
+        tcp_output_locked(pcb); /* what Nagle held back may go now */
+    mutex_unlock(&tcp_lock);
+}
+
+static const struct sock_ops tcp_ops = {
+    .attach = tcp_attach,
+    .detach = tcp_detach,
+    .destroy = tcp_destroy,
+    .bind = tcp_bind,
+    .connect = tcp_connect,
+    .listen = tcp_listen,
+    .accept = tcp_accept,
+    .send = tcp_send,
+    .recv = tcp_recv,
+    .shutdown = tcp_shutdown,
+    .poll = tcp_poll,
+    .name = tcp_name,
+    .take_error = tcp_take_error,
+    .wake = tcp_wake,
+    .opt_changed = tcp_opt_changed,
+};
+
+/* ---- tools ---------------------------------------------------------------------------- */
+
+void tcp_dump(const uint8_t *seg, size_t len, uint32_t src, uint32_t dst)
+{
+    char a[IP_ADDR_STR_LEN], b[IP_ADDR_STR_LEN], f[8];
+    const struct tcp_hdr *h = (const struct tcp_hdr *)seg;
+    int n = 0;
+
+    if (len < TCP_HDR_SIZE_MIN)
+        return;
+    if (h->flg & TCP_FLG_SYN) f[n++] = 'S';
+    if (h->flg & TCP_FLG_FIN) f[n++] = 'F';
+    if (h->flg & TCP_FLG_RST) f[n++] = 'R';
+    if (h->flg & TCP_FLG_PSH) f[n++] = 'P';
+    if (h->flg & TCP_FLG_ACK) f[n++] = '.';
+    f[n] = '\0';
+    log_debug(LOG_TCP, "tcp %s.%u > %s.%u: Flags [%s], seq %u, ack %u, win %u, length %zu",
+              ip_addr_ntop(src, a, sizeof(a)), load16(&h->src), ip_addr_ntop(dst, b, sizeof(b)),
+              load16(&h->dst), f, load32(&h->seq), load32(&h->ack), load16(&h->wnd),
+              len - (size_t)(h->off >> 4) * 4);
+}
+
+size_t tcp_pcb_format(char *buf, size_t size)
+{
+    size_t n = 0;
+
+    if (size)
+        buf[0] = '\0';
+    mutex_lock(&tcp_lock);
+    for (struct tcp_pcb *p = tcp_pcbs; p; p = p->next) {
+        char l[IP_ADDR_STR_LEN], r[IP_ADDR_STR_LEN];
+        int m = snprintf(n < size ? buf + n : NULL, n < size ? size - n : 0,
+                         "tcp %-12s %s:%u %s:%u sendq %zu recvq %zu rto %u srtt %u cwnd %u retrans %u\n",
+                         tcp_state_name(p->state), ip_addr_ntop(p->local.addr, l, sizeof(l)), p->local.port,
+                         ip_addr_ntop(p->remote.addr, r, sizeof(r)), p->remote.port, p->sndbuf.len,
+                         p->rcvbuf.len, p->rto_ms, p->srtt_ms8 >> 3, p->cwnd, p->retries);
+        if (m > 0)
+            n += (size_t)m;
+    }
+    mutex_unlock(&tcp_lock);
+    return n;
+}
+
+/* ---- life cycle --------------------------------------------------------------------------- */
+
+int tcp_init(void)
+{
+    uint16_t r;
+    int err;
+
+    stats_register(&tcp_stats);
+    platform_random(isn_key, sizeof(isn_key));
+    platform_random(&r, sizeof(r));
+    mutex_lock(&tcp_lock);
+    next_port = r;
+    mutex_unlock(&tcp_lock);
+    if ((err = ip_protocol_register(IP_PROTOCOL_TCP, tcp_input, tcp_icmp_error)) < 0)
+        return err;
+    return sock_register_ops(SOCK_STREAM, IPPROTO_TCP, &tcp_ops);
+}
+
+/* After the stack thread stopped and sockets were closed: free every pcb
+ * directly (no reap timer will run any more). */
+void tcp_cleanup(void)
+{
+    mutex_lock(&tcp_lock);
+    while (tcp_pcbs) {
+        struct tcp_pcb *p = tcp_pcbs;
+        tcp_pcbs = p->next;
+        if (p->sock) { /* a thread still holds the socket: leave it be */
+            p->next = NULL;
+            continue;
+        }
+        tcp_timers_destroy(p);
+        ring_free(&p->sndbuf);
+        ring_free(&p->rcvbuf);
+        mem_free(p);
+    }
+    tcp_pcb_count = 0;
+    mutex_unlock(&tcp_lock);
+}

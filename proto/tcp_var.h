@@ -1,0 +1,227 @@
+/*
+ * tcp_var.h — TCP's connection state, shared by tcp_input.c (segment
+ * arrival), tcp_output.c (sending, timers) and tcp_usrreq.c (the socket
+ * operations). Names follow RFC 9293 §3.3.1 so the code reads beside it.
+ *
+ * The state diagram (RFC 9293 §3.3.2, Figure 5):
+ *
+ *                             +---------+ ---------\      active OPEN
+ *                             |  CLOSED |            \    -----------
+ *                             +---------+<---------\   \   create TCB
+ *                               |     ^              \   \  snd SYN
+ *                  passive OPEN |     |   CLOSE        \   \
+ *                  ------------ |     | ----------       \   \
+ *                   create TCB  |     | delete TCB         \   \
+ *                               V     |                      \   \
+ *           rcv RST (note 1)  +---------+            CLOSE    |    \
+ *        -------------------->|  LISTEN |          ---------- |     |
+ *       /                     +---------+          delete TCB |     |
+ *      /           rcv SYN      |     |     SEND              |     |
+ *     /           -----------   |     |    -------            |     V
+ * +--------+      snd SYN,ACK  /       \   snd SYN          +--------+
+ * |        |<-----------------           ------------------>|        |
+ * |  SYN   |                    rcv SYN                     |  SYN   |
+ * |  RCVD  |<-----------------------------------------------|  SENT  |
+ * |        |                  snd SYN,ACK                   |        |
+ * |        |------------------           -------------------|        |
+ * +--------+   rcv ACK of SYN  \       /  rcv SYN,ACK       +--------+
+ *    |         --------------   |     |   -----------
+ *    |                x         |     |     snd ACK
+ *    |                          V     V
+ *    |  CLOSE                 +---------+
+ *    | -------                |  ESTAB  |
+ *    | snd FIN                +---------+
+ *    |                 CLOSE    |     |    rcv FIN
+ *    V                -------   |     |    -------
+ * +---------+         snd FIN  /       \   snd ACK         +---------+
+ * |  FIN    |<----------------          ------------------>|  CLOSE  |
+ * | WAIT-1  |------------------                            |   WAIT  |
+ * +---------+          rcv FIN  \                          +---------+
+ *   | rcv ACK of FIN   -------   |                          CLOSE  |
+ *   | --------------   snd ACK   |                         ------- |
+ *   V        x                   V                         snd FIN V
+ * +---------+               +---------+                    +---------+
+ * |FINWAIT-2|               | CLOSING |                    | LAST-ACK|
+ * +---------+               +---------+                    +---------+
+ *   |                rcv ACK of FIN |                 rcv ACK of FIN |
+ *   |  rcv FIN       -------------- |    Timeout=2MSL -------------- |
+ *   |  -------              x       V    ------------        x       V
+ *    \ snd ACK              +---------+delete TCB          +---------+
+ *      -------------------->|TIME-WAIT|------------------->| CLOSED  |
+ *                           +---------+                    +---------+
+ *
+ * Lock key: [T] tcp_lock — every field of every pcb, the pcb list and
+ * each listener's queues. [c] constant after creation.
+ */
+#ifndef NETSTEP_TCP_VAR_H
+#define NETSTEP_TCP_VAR_H
+
+#include <stdint.h>
+
+#include "net.h"
+#include "proto/ip.h"
+#include "proto/sock_var.h"
+#include "proto/tcp.h"
+#include "util/ring.h"
+
+enum tcp_state {
+    TCPS_CLOSED,
+    TCPS_LISTEN,
+    TCPS_SYN_SENT,
+    TCPS_SYN_RECEIVED,
+    TCPS_ESTABLISHED,
+    TCPS_FIN_WAIT_1,
+    TCPS_FIN_WAIT_2,
+    TCPS_CLOSE_WAIT,
+    TCPS_CLOSING,
+    TCPS_LAST_ACK,
+    TCPS_TIME_WAIT,
+};
+
+/* Sequence numbers live modulo 2^32: compare them only through these
+ * (RFC 9293 §3.4; FreeBSD's tcp_seq.h). */
+#define SEQ_LT(a, b) ((int32_t)((uint32_t)(a) - (uint32_t)(b)) < 0)
+#define SEQ_LEQ(a, b) ((int32_t)((uint32_t)(a) - (uint32_t)(b)) <= 0)
+#define SEQ_GT(a, b) ((int32_t)((uint32_t)(a) - (uint32_t)(b)) > 0)
+#define SEQ_GEQ(a, b) ((int32_t)((uint32_t)(a) - (uint32_t)(b)) >= 0)
+#define SEQ_MAX(a, b) (SEQ_GT(a, b) ? (a) : (b))
+
+/* One received range held beyond rcv_nxt (its bytes sit in rcvbuf). */
+struct tcp_ooo {
+    uint32_t start, end; /* [start, end) */
+};
+#define TCP_OOO_MAX 32
+
+/* A segment as tcp_input sees it, after parsing and checksum. */
+struct tcp_seg {
+    uint32_t seq, ack;
+    uint32_t len;        /* data bytes + SYN + FIN (SEG.LEN) */
+    uint16_t wnd;
+    uint8_t flg;
+    uint16_t mss;        /* MSS option, or 0 */
+    const uint8_t *data; /* payload */
+    uint32_t dlen;       /* payload bytes */
+    uint32_t src, dst;   /* addresses, network order */
+    uint16_t sport, dport;
+};
+
+struct tcp_pcb {
+    struct tcp_pcb *next;          /* [T] every pcb */
+    enum tcp_state state;          /* [T] */
+    struct sock_addr local;        /* [T] */
+    struct sock_addr remote;       /* [T] */
+    struct sock *sock;             /* [T] NULL once the app let go */
+    int app_closed;                /* [T] sock_close was called */
+    int reaping;                   /* [T] freed by the reap timer soon */
+    int error;                     /* [T] pending -errno for the app */
+    int soft_error;                /* [T] last ICMP soft error (-errno) */
+
+    /* listeners (LISTEN) and their children */
+    struct tcp_pcb *parent;        /* [T] listener of a child, until accepted */
+    struct tcp_pcb *qnext;         /* [T] link in the parent's syn or accept queue */
+    struct tcp_pcb *synq;          /* [T] children in SYN-RECEIVED, oldest first */
+    struct tcp_pcb *acceptq;       /* [T] children established, not yet accepted */
+    unsigned synq_len, acceptq_len; /* [T] */
+    unsigned backlog;              /* [T] accept queue bound */
+
+    /* send sequence space (RFC 9293 §3.3.1) */
+    uint32_t iss;                  /* [T] */
+    uint32_t snd_una;              /* [T] oldest unacknowledged */
+    uint32_t snd_nxt;              /* [T] next to send */
+    uint32_t snd_max;              /* [T] highest sent + 1 (after a go-back) */
+    uint32_t snd_wnd;              /* [T] peer's window */
+    uint32_t snd_wl1, snd_wl2;     /* [T] seq/ack of the last window update */
+    uint32_t max_snd_wnd;          /* [T] largest window the peer offered */
+    uint16_t snd_mss;              /* [T] largest segment we send */
+    struct ring sndbuf;            /* [T] bytes from snd_una on */
+    int fin_queued;                /* [T] app is done sending: FIN follows data */
+    int fin_sent;                  /* [T] */
+    uint32_t fin_seq;              /* [T] sequence number of our FIN */
+
+    /* receive sequence space */
+    uint32_t irs;                  /* [T] */
+    uint32_t rcv_nxt;              /* [T] */
+    uint32_t rcv_adv;              /* [T] right edge we advertised */
+    struct ring rcvbuf;            /* [T] in-order bytes unread, then held ones */
+    struct tcp_ooo ooo[TCP_OOO_MAX]; /* [T] held ranges, sorted */
+    int nooo;                      /* [T] */
+    int rcv_fin;                   /* [T] peer's FIN received (in order) */
+    int have_ooo_fin;              /* [T] a FIN arrived ahead of a hole */
+    uint32_t ooo_fin_seq;          /* [T] */
+    int shut_rd;                   /* [T] */
+
+    /* congestion control (RFC 5681) and retransmission (RFC 6298) */
+    uint32_t cwnd, ssthresh;       /* [T] bytes */
+    uint32_t dupacks;              /* [T] */
+    uint32_t recover;              /* [T] snd_max at the last fast retransmit */
+    uint32_t srtt_ms8;             /* [T] smoothed RTT * 8, ms */
+    uint32_t rttvar_ms4;           /* [T] RTT variance * 4, ms */
+    uint32_t rto_ms;               /* [T] current retransmission timeout */
+    int rtt_timing;                /* [T] a segment is being timed */
+    uint32_t rtt_seq;              /* [T] its sequence number */
+    uint64_t rtt_start;            /* [T] when it was sent */
+    unsigned retries;              /* [T] consecutive timeouts */
+    unsigned backoff;              /* [T] persist backoff shift */
+    unsigned acks_pending;         /* [T] full segments not yet acked */
+    int ack_now;                   /* [T] send an ACK at the next output */
+    uint64_t last_recv_ms;         /* [T] keepalive idle clock */
+    unsigned keep_probes;          /* [T] */
+
+    uint32_t rcvbuf_size;          /* [T] capacities, fixed when the */
+    uint32_t sndbuf_size;          /* [T]   buffers are allocated */
+    int had_sock;                  /* [T] was ever connected to a socket */
+
+    struct net_timer rexmt;        /* retransmission (also SYN) */
+    struct net_timer persist;      /* zero-window probes */
+    struct net_timer delack;
+    struct net_timer keep;         /* keepalive, and orphan FIN-WAIT-2 */
+    struct net_timer timewait;
+    struct net_timer reap;         /* frees the pcb on the stack thread */
+};
+
+extern struct mutex tcp_lock;
+extern struct tcp_pcb *tcp_pcbs;   /* [T] */
+extern unsigned tcp_pcb_count;     /* [T] */
+
+const char *tcp_state_name(enum tcp_state s);
+
+/* tcp_usrreq.c / tcp_subr: pcb life */
+struct tcp_pcb *tcp_pcb_new_locked(void);
+void tcp_set_state_locked(struct tcp_pcb *pcb, enum tcp_state state);
+/* Connection is gone (CLOSED): cancel timers, wake the app, free later. */
+void tcp_drop_locked(struct tcp_pcb *pcb, int err);
+/* Wake the socket's waiters and pollers, if a socket is attached. */
+void tcp_notify_locked(struct tcp_pcb *pcb);
+struct tcp_pcb *tcp_lookup_locked(uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport);
+uint32_t tcp_new_iss(const struct sock_addr *local, const struct sock_addr *remote);
+int tcp_buffers_alloc_locked(struct tcp_pcb *pcb);
+/* A child of listener lpcb reached ESTABLISHED: move it to the accept queue. */
+void tcp_child_established_locked(struct tcp_pcb *pcb);
+
+/* tcp_output.c */
+/* Send whatever the windows and Nagle allow, and a pending ACK. */
+void tcp_output_locked(struct tcp_pcb *pcb);
+/* Send one segment: flags, seq, data [off, off+len) of sndbuf. */
+int tcp_send_segment_locked(struct tcp_pcb *pcb, uint8_t flags, uint32_t seq, size_t off, size_t len);
+void tcp_send_ack_locked(struct tcp_pcb *pcb);
+int tcp_send_challenge_ack_locked(struct tcp_pcb *pcb);
+/* RST in reply to seg, with no pcb (RFC 9293 §3.10.7.1). */
+void tcp_send_reset_for(const struct tcp_seg *seg);
+/* Receive window to advertise now (never shrinks the right edge). */
+uint32_t tcp_rcv_window_locked(struct tcp_pcb *pcb);
+int tcp_timers_init(struct tcp_pcb *pcb);
+void tcp_timers_cancel_all(struct tcp_pcb *pcb);
+void tcp_timers_destroy(struct tcp_pcb *pcb);
+void tcp_rexmt_arm_locked(struct tcp_pcb *pcb);
+void tcp_rtt_sample_locked(struct tcp_pcb *pcb, uint32_t rtt_ms);
+/* App read data: open the window and tell the peer if it grew enough. */
+void tcp_window_update_locked(struct tcp_pcb *pcb);
+void tcp_keepalive_reset_locked(struct tcp_pcb *pcb);
+void tcp_enter_time_wait_locked(struct tcp_pcb *pcb);
+
+/* tcp_input.c */
+void tcp_input(const struct ip_rx *rx, struct pbuf *pb);
+void tcp_icmp_error(uint32_t from, uint8_t type, uint8_t code, uint32_t info,
+                    const struct ip_hdr *inner, const uint8_t *payload, size_t len);
+
+#endif
