@@ -88,7 +88,7 @@ int main(int argc, char **argv)
     char a[IP_ADDR_STR_LEN];
     uint16_t port;
 
-    app_parse_args(&o, argc, argv, NULL, "Echo every UDP datagram back to its sender (RFC 862).",
+    app_parse_args(&o, argc, argv, NULL, "Echo TCP streams and UDP datagrams back to their senders (RFC 862).",
                    NULL, NULL, NULL);
     port = o.port > 0 ? (uint16_t)o.port : ECHO_PORT;
     app_signals_block();
