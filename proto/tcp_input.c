@@ -153,6 +153,7 @@ static void listen_syn_locked(struct tcp_pcb *lpcb, const struct tcp_seg *seg)
     child->sndbuf_size = lpcb->sndbuf_size;
     child->irs = seg->seq;
     child->rcv_nxt = seg->seq + 1;
+    child->rcv_adv = child->rcv_nxt; /* nothing advertised yet */
     child->iss = tcp_new_iss(&child->local, &child->remote);
     child->snd_una = child->iss;
     child->snd_nxt = child->snd_max = child->iss + 1;
@@ -220,6 +221,8 @@ static void syn_sent_input(struct tcp_pcb *pcb, const struct tcp_seg *seg)
         net_timer_cancel(&pcb->rexmt);
         if (pcb->retries == 0) /* Karn: only a SYN sent once gives a sample */
             tcp_rtt_sample_locked(pcb, (uint32_t)(net_now_ms() - pcb->rtt_start));
+        else if (pcb->rto_ms < 3000)
+            pcb->rto_ms = 3000; /* RFC 6298 §5.7: the SYN was lost: start at 3 s */
         pcb->retries = 0;
         tcp_set_state_locked(pcb, TCPS_ESTABLISHED);
         tcp_keepalive_reset_locked(pcb);
@@ -251,9 +254,13 @@ static int check_sequence(struct tcp_pcb *pcb, struct tcp_seg *seg)
 
     if (seg->len == 0)
         ok = wnd == 0 ? seg->seq == nxt : SEQ_GEQ(seg->seq, nxt) && SEQ_LT(seg->seq, nxt + wnd);
+    else if (wnd == 0)
+        /* "special allowance should be made to accept valid ACKs, URGs and
+         * RSTs": keep the segment at RCV.NXT for them, its data is cut below */
+        ok = seg->seq == nxt;
     else
-        ok = wnd != 0 && ((SEQ_GEQ(seg->seq, nxt) && SEQ_LT(seg->seq, nxt + wnd)) ||
-                          (SEQ_GEQ(end - 1, nxt) && SEQ_LT(end - 1, nxt + wnd)));
+        ok = (SEQ_GEQ(seg->seq, nxt) && SEQ_LT(seg->seq, nxt + wnd)) ||
+             (SEQ_GEQ(end - 1, nxt) && SEQ_LT(end - 1, nxt + wnd));
     if (!ok)
         return -1;
     if (SEQ_LT(seg->seq, nxt)) { /* cut what we already have */
@@ -274,6 +281,7 @@ static int check_sequence(struct tcp_pcb *pcb, struct tcp_seg *seg)
     }
     if (SEQ_GT(seg->seq + seg->dlen, nxt + wnd)) { /* cut what does not fit */
         uint32_t keep = nxt + wnd - seg->seq;
+        pcb->ack_now = 1; /* tell the peer what we took */
         seg->len -= seg->dlen - keep + ((seg->flg & TCP_FLG_FIN) ? 1 : 0);
         seg->dlen = keep;
         seg->flg &= (uint8_t)~TCP_FLG_FIN;
@@ -289,8 +297,10 @@ static int check_rst(struct tcp_pcb *pcb, const struct tcp_seg *seg)
     if (!(seg->flg & TCP_FLG_RST))
         return 0;
     if (seg->seq != pcb->rcv_nxt) {
-        /* RFC 5961 §3.2: in the window but not exact: maybe forged. Ask. */
-        tcp_send_challenge_ack_locked(pcb);
+        /* RFC 5961 §3.2: outside the window we advertised: drop silently;
+         * inside but not exact: maybe forged. Ask. */
+        if (SEQ_GEQ(seg->seq, pcb->rcv_nxt) && SEQ_LT(seg->seq, pcb->rcv_adv))
+            tcp_send_challenge_ack_locked(pcb);
         return 1;
     }
     STAT_INC(&tcp_stats, TCPSTAT_IN_RSTS);
@@ -434,8 +444,16 @@ static int check_ack(struct tcp_pcb *pcb, const struct tcp_seg *seg)
             tcp_send_reset_for(seg);
             return 1;
         }
+        if (pcb->parent && pcb->parent->acceptq_len >= pcb->parent->backlog) {
+            /* no room to accept it: stay half-open (our SYN,ACK will be
+             * retransmitted and the peer's ACK with it), as Linux does */
+            STAT_INC(&tcp_stats, TCPSTAT_ACCEPT_QUEUE_FULL);
+            return 1;
+        }
         pcb->snd_una = seg->ack;
         net_timer_cancel(&pcb->rexmt);
+        if (pcb->retries > 0 && pcb->rto_ms < 3000)
+            pcb->rto_ms = 3000; /* RFC 6298 §5.7 */
         pcb->retries = 0;
         pcb->snd_wnd = seg->wnd;
         pcb->snd_wl1 = seg->seq;
@@ -457,10 +475,11 @@ static int check_ack(struct tcp_pcb *pcb, const struct tcp_seg *seg)
         pcb->ack_now = 1;
         return 1;
     }
+    pcb->persist_unanswered = 0; /* the peer is alive */
     if (SEQ_GT(seg->ack, pcb->snd_una))
         ack_new_data(pcb, seg);
     else if (seg->ack == pcb->snd_una && seg->dlen == 0 && !(seg->flg & TCP_FLG_FIN) &&
-             seg->wnd == pcb->snd_wnd && pcb->snd_una != pcb->snd_max)
+             seg->wnd == pcb->snd_wnd && seg->wnd != 0 && pcb->snd_una != pcb->snd_max)
         ack_duplicate(pcb);
     if (SEQ_LEQ(pcb->snd_una, seg->ack))
         update_window(pcb, seg);
@@ -532,8 +551,16 @@ static void receive_text(struct tcp_pcb *pcb, const struct tcp_seg *seg)
     if (seg->dlen == 0 || !pcb->rcvbuf.buf)
         return;
     if (pcb->shut_rd) { /* nobody will read: acknowledge and forget */
-        pcb->rcv_nxt = seg->seq + seg->dlen;
+        if (seg->seq == pcb->rcv_nxt)
+            pcb->rcv_nxt += seg->dlen; /* never past a hole */
         pcb->ack_now = 1;
+        return;
+    }
+    if (pcb->app_closed) {
+        /* RFC 1122 §4.2.2.13: data for a closed socket cannot be read; the
+         * peer must learn it was lost */
+        tcp_send_segment_locked(pcb, TCP_FLG_RST | TCP_FLG_ACK, pcb->snd_nxt, 0, 0);
+        tcp_drop_locked(pcb, 0);
         return;
     }
     /* Bytes are placed where they belong in the ring, in order or not;
@@ -570,6 +597,7 @@ static void receive_fin(struct tcp_pcb *pcb, const struct tcp_seg *seg)
         if (fin_seq != pcb->rcv_nxt) { /* ahead of a hole: remember it */
             pcb->have_ooo_fin = 1;
             pcb->ooo_fin_seq = fin_seq;
+            pcb->ack_now = 1; /* RFC 5681 §4.2: a duplicate ACK at once */
             return;
         }
     } else if (!(pcb->have_ooo_fin && pcb->ooo_fin_seq == pcb->rcv_nxt)) {
@@ -623,6 +651,8 @@ static void sync_input(struct tcp_pcb *pcb, struct tcp_seg *seg)
     pcb->last_recv_ms = net_now_ms();
     if (pcb->state == TCPS_ESTABLISHED || pcb->state == TCPS_FIN_WAIT_1 || pcb->state == TCPS_FIN_WAIT_2) {
         receive_text(pcb, seg); /* step 7 */
+        if (pcb->state == TCPS_CLOSED)
+            return; /* data for a closed socket: reset */
         tcp_keepalive_reset_locked(pcb);
     }
     receive_fin(pcb, seg); /* step 8 */

@@ -28,6 +28,10 @@
 #include "util/log.h"
 #include "util/mem.h"
 
+/* How long a short segment held back by sender SWS avoidance may wait
+ * before it goes anyway (RFC 9293 §3.8.6.2.1: 0.1 to 1 s). */
+#define TCP_SWS_OVERRIDE_MS 200
+
 static struct mutex challenge_lock = MUTEX_INITIALIZER;
 static uint64_t challenge_window_ms;  /* [challenge_lock] */
 static unsigned challenge_count;      /* [challenge_lock] */
@@ -38,6 +42,11 @@ uint32_t tcp_rcv_window_locked(struct tcp_pcb *pcb)
 {
     uint32_t cap = pcb->rcvbuf.buf ? (uint32_t)pcb->rcvbuf.cap : pcb->rcvbuf_size;
     uint32_t free = pcb->rcvbuf.buf ? (uint32_t)ring_space(&pcb->rcvbuf) : cap;
+
+    if (free > 65535) /* no window scaling yet: the largest we can say */
+        free = 65535;
+    if (cap > 65535)
+        cap = 65535;
     uint32_t cur = SEQ_GT(pcb->rcv_adv, pcb->rcv_nxt) ? pcb->rcv_adv - pcb->rcv_nxt : 0;
     uint32_t sws = cap / 2 < pcb->snd_mss ? cap / 2 : pcb->snd_mss;
     uint32_t wnd = free;
@@ -46,7 +55,7 @@ uint32_t tcp_rcv_window_locked(struct tcp_pcb *pcb)
      * min(buffer/2, MSS); and never pull it back (§3.8.6: SHOULD NOT shrink). */
     if (free < cur || free - cur < sws)
         wnd = cur;
-    return wnd > 65535 ? 65535 : wnd; /* no window scaling yet */
+    return wnd;
 }
 
 static size_t write_options(uint8_t *opt, struct tcp_pcb *pcb, uint8_t flags)
@@ -194,7 +203,7 @@ static size_t next_segment_len(struct tcp_pcb *pcb, int *fin)
     if (len > pcb->snd_mss)
         len = pcb->snd_mss;
     *fin = pcb->fin_queued && off + len == pcb->sndbuf.len;
-    if (len == 0 || len == pcb->snd_mss || *fin)
+    if (len == 0 || len == pcb->snd_mss || *fin || pcb->force_send)
         return len;
     /* A short segment: Nagle (RFC 896) and sender SWS avoidance. Send it
      * only if it is all we have and nothing is in flight (or TCP_NODELAY),
@@ -243,10 +252,13 @@ void tcp_output_locked(struct tcp_pcb *pcb)
                 tcp_rexmt_arm_locked(pcb);
             sent = 1;
         }
-        /* Data waiting, nothing in flight, window shut: probe it. */
-        if (pcb->snd_wnd == 0 && pcb->snd_nxt == pcb->snd_una && pcb->sndbuf.len > 0 &&
-            !net_timer_armed(&pcb->persist)) {
+        /* Data waiting and nothing in flight: if the window is shut, probe
+         * it; if SWS avoidance held a short segment back, send it anyway
+         * after a while (RFC 9293 §3.8.6.2.1, the override timeout). */
+        if (pcb->snd_nxt == pcb->snd_una && pcb->sndbuf.len > 0 && !net_timer_armed(&pcb->persist)) {
             uint64_t t = (uint64_t)pcb->rto_ms << pcb->backoff;
+            if (pcb->snd_wnd != 0)
+                t = TCP_SWS_OVERRIDE_MS;
             net_timer_arm(&pcb->persist, t > net_config.tcp_rto_max_ms ? net_config.tcp_rto_max_ms : t);
         }
     }
@@ -352,9 +364,9 @@ static void rexmt_fire(void *arg)
         /* RFC 6298 §5.5: back off; Karn: no sample from a retransmission */
         pcb->rto_ms = pcb->rto_ms * 2 > net_config.tcp_rto_max_ms ? net_config.tcp_rto_max_ms : pcb->rto_ms * 2;
         pcb->rtt_timing = 0;
-        pcb->snd_nxt = pcb->snd_una; /* go back and resend from the first hole */
-        if (pcb->fin_sent && SEQ_GEQ(pcb->fin_seq, pcb->snd_una))
-            pcb->fin_sent = 0;
+        /* go back and resend from the first hole; a FIN already sent keeps
+         * its sequence number and goes again when the data before it has */
+        pcb->snd_nxt = pcb->snd_una;
         log_debug(LOG_TCP, "rto: resend from %u, rto now %u ms, try %u", pcb->snd_una, pcb->rto_ms, pcb->retries);
         tcp_output_locked(pcb);
     }
@@ -369,7 +381,18 @@ static void persist_fire(void *arg)
     if (!timer_enter(pcb))
         return;
     off = (size_t)(pcb->snd_nxt - pcb->snd_una);
-    if (pcb->snd_wnd == 0 && off < pcb->sndbuf.len) {
+    if (pcb->snd_wnd != 0 && off < pcb->sndbuf.len) { /* the SWS override */
+        pcb->force_send = 1;
+        tcp_output_locked(pcb);
+        pcb->force_send = 0;
+    } else if (pcb->snd_wnd == 0 && off < pcb->sndbuf.len) {
+        if (++pcb->persist_unanswered > net_config.tcp_retries) {
+            /* the peer stopped answering even our probes: it is gone */
+            STAT_INC(&tcp_stats, TCPSTAT_CONN_TIMEOUTS);
+            tcp_drop_locked(pcb, -ETIMEDOUT);
+            mutex_unlock(&tcp_lock);
+            return;
+        }
         /* RFC 9293 §3.8.6.1: one byte beyond the window; if the peer took
          * it, its ACK says so, and the window with it. */
         STAT_INC(&tcp_stats, TCPSTAT_PERSIST_PROBES);
@@ -456,6 +479,14 @@ static void timewait_fire(void *arg)
         return;
     tcp_drop_locked(pcb, 0);
     mutex_unlock(&tcp_lock);
+}
+
+void tcp_output_reset(void)
+{
+    mutex_lock(&challenge_lock);
+    challenge_window_ms = 0;
+    challenge_count = 0;
+    mutex_unlock(&challenge_lock);
 }
 
 void tcp_enter_time_wait_locked(struct tcp_pcb *pcb)

@@ -423,6 +423,31 @@ static int connecting(struct tcp_pcb *pcb)
     return pcb->state == TCPS_SYN_SENT || pcb->state == TCPS_SYN_RECEIVED;
 }
 
+/* Everything one connection leaves behind, so a socket can connect again
+ * after a refused or reset attempt without sending stale bytes. */
+static void conn_state_reset_locked(struct tcp_pcb *pcb)
+{
+    tcp_timers_cancel_all(pcb);
+    ring_free(&pcb->sndbuf);
+    ring_free(&pcb->rcvbuf);
+    pcb->error = pcb->soft_error = 0;
+    pcb->fin_queued = pcb->fin_sent = 0;
+    pcb->rcv_fin = pcb->have_ooo_fin = pcb->shut_rd = 0;
+    pcb->nooo = 0;
+    pcb->snd_wnd = pcb->max_snd_wnd = 0;
+    pcb->cwnd = 0;
+    pcb->ssthresh = 0xffffffffu;
+    pcb->dupacks = 0;
+    pcb->srtt_ms8 = pcb->rttvar_ms4 = 0;
+    pcb->rto_ms = net_config.tcp_rto_initial_ms;
+    pcb->rtt_timing = 0;
+    pcb->retries = pcb->backoff = pcb->persist_unanswered = 0;
+    pcb->acks_pending = 0;
+    pcb->ack_now = pcb->force_send = 0;
+    pcb->keep_probes = 0;
+    pcb->irs = pcb->rcv_nxt = pcb->rcv_adv = 0;
+}
+
 static int connect_start_locked(struct sock *s, struct tcp_pcb *pcb, const struct sock_addr *a)
 {
     uint32_t src = ip_source_for(a->addr);
@@ -431,6 +456,7 @@ static int connect_start_locked(struct sock *s, struct tcp_pcb *pcb, const struc
 
     if (src == IP_ADDR_ANY)
         return -ENETUNREACH;
+    conn_state_reset_locked(pcb);
     if (!pcb->local.port && (err = bind_locked(pcb, IP_ADDR_ANY, 0, 0)) < 0)
         return err;
     if (pcb->local.addr == IP_ADDR_ANY)
@@ -774,7 +800,8 @@ static void tcp_opt_changed(struct sock *s, int level, int name)
     struct tcp_pcb *pcb = pcb_of(s);
 
     mutex_lock(&tcp_lock);
-    if (level == SOL_SOCKET && name == SO_KEEPALIVE)
+    if ((level == SOL_SOCKET && name == SO_KEEPALIVE) ||
+        (level == IPPROTO_TCP && (name == TCP_KEEPIDLE || name == TCP_KEEPINTVL)))
         tcp_keepalive_reset_locked(pcb);
     else if (level == IPPROTO_TCP && name == TCP_NODELAY)
         tcp_output_locked(pcb); /* what Nagle held back may go now */
@@ -850,6 +877,7 @@ int tcp_init(void)
     int err;
 
     stats_register(&tcp_stats);
+    tcp_output_reset();
     platform_random(isn_key, sizeof(isn_key));
     platform_random(&r, sizeof(r));
     mutex_lock(&tcp_lock);

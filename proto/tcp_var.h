@@ -135,7 +135,8 @@ struct tcp_pcb {
     uint16_t snd_mss;              /* [T] largest segment we send */
     struct ring sndbuf;            /* [T] bytes from snd_una on */
     int fin_queued;                /* [T] app is done sending: FIN follows data */
-    int fin_sent;                  /* [T] */
+    int fin_sent;                  /* [T] a FIN went out at fin_seq (it stays
+                                      there, even after a go-back) */
     uint32_t fin_seq;              /* [T] sequence number of our FIN */
 
     /* receive sequence space */
@@ -162,6 +163,8 @@ struct tcp_pcb {
     uint64_t rtt_start;            /* [T] when it was sent */
     unsigned retries;              /* [T] consecutive timeouts */
     unsigned backoff;              /* [T] persist backoff shift */
+    unsigned persist_unanswered;   /* [T] probes since the peer last ACKed */
+    int force_send;                /* [T] SWS override: send a short segment */
     unsigned acks_pending;         /* [T] full segments not yet acked */
     int ack_now;                   /* [T] send an ACK at the next output */
     uint64_t last_recv_ms;         /* [T] keepalive idle clock */
@@ -218,6 +221,8 @@ void tcp_rtt_sample_locked(struct tcp_pcb *pcb, uint32_t rtt_ms);
 void tcp_window_update_locked(struct tcp_pcb *pcb);
 void tcp_keepalive_reset_locked(struct tcp_pcb *pcb);
 void tcp_enter_time_wait_locked(struct tcp_pcb *pcb);
+/* Forget rate-limiter state (a stack restarted on a virtual clock). */
+void tcp_output_reset(void);
 
 /* tcp_input.c */
 void tcp_input(const struct ip_rx *rx, struct pbuf *pb);
