@@ -22,6 +22,8 @@
 #include "driver/loopback.h"
 #include "driver/pcap.h"
 #include "proto/ether.h"
+#include "proto/tcp.h"
+#include "proto/udp.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -282,17 +284,34 @@ struct net_device *app_device(void)
     return tap_dev;
 }
 
-void app_print_stats(void)
+/* One of the format functions into a fresh buffer sized by a first call;
+ * the table may grow between the calls, which only truncates it. */
+static char *format_all(size_t (*fmt)(char *, size_t))
 {
-    size_t need = net_stats_format(NULL, 0, 0) + 1;
+    size_t need = fmt(NULL, 0) + 256;
     char *buf = malloc(need);
 
-    if (!buf)
-        return;
-    net_stats_format(buf, need, 0);
-    printf("--- stats ---\n%s--- end ---\n", buf);
+    if (buf)
+        fmt(buf, need);
+    return buf;
+}
+
+static size_t stats_all(char *buf, size_t size)
+{
+    return net_stats_format(buf, size, 0);
+}
+
+/* The counters (netstat -s) and the socket table (ss), in one block. */
+void app_print_stats(void)
+{
+    char *stats = format_all(stats_all), *tcp = format_all(tcp_pcb_format), *udp = format_all(udp_pcb_format);
+
+    printf("--- stats ---\n%s--- sockets ---\n%s%s--- end ---\n", stats ? stats : "", tcp ? tcp : "",
+           udp ? udp : "");
     fflush(stdout);
-    free(buf);
+    free(stats);
+    free(tcp);
+    free(udp);
 }
 
 int app_wait_signal(int timeout_ms)

@@ -87,7 +87,9 @@ extern struct stats_group tcp_stats;
 
 int tcp_init(void);
 void tcp_cleanup(void);
-/* "tcp state local peer sendq recvq rto srtt cwnd retrans" lines. */
+/* One line per connection, in the spirit of `ss -tin`:
+ * "tcp STATE local:port peer:port sendq=N recvq=N rto=MS srtt=MS cwnd=B
+ *  ssthresh=B snd_wnd=B retrans=N". */
 size_t tcp_pcb_format(char *buf, size_t size);
 void tcp_dump(const uint8_t *seg, size_t len, uint32_t src, uint32_t dst);
 

@@ -858,10 +858,12 @@ size_t tcp_pcb_format(char *buf, size_t size)
     for (struct tcp_pcb *p = tcp_pcbs; p; p = p->next) {
         char l[IP_ADDR_STR_LEN], r[IP_ADDR_STR_LEN];
         int m = snprintf(n < size ? buf + n : NULL, n < size ? size - n : 0,
-                         "tcp %-12s %s:%u %s:%u sendq %zu recvq %zu rto %u srtt %u cwnd %u retrans %u\n",
+                         "tcp %-12s %s:%u %s:%u sendq=%zu recvq=%zu rto=%u srtt=%u cwnd=%u ssthresh=%u "
+                         "snd_wnd=%u retrans=%u\n",
                          tcp_state_name(p->state), ip_addr_ntop(p->local.addr, l, sizeof(l)), p->local.port,
                          ip_addr_ntop(p->remote.addr, r, sizeof(r)), p->remote.port, p->sndbuf.len,
-                         p->rcvbuf.len, p->rto_ms, p->srtt_ms8 >> 3, p->cwnd, p->retries);
+                         p->rcvbuf.len, p->rto_ms, p->srtt_ms8 >> 3, p->cwnd, p->ssthresh, p->snd_wnd,
+                         p->retries);
         if (m > 0)
             n += (size_t)m;
     }

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -616,6 +617,30 @@ static void udp_wake(struct sock *s)
     mutex_lock(&udp_lock);
     sock_wakeup(s);
     mutex_unlock(&udp_lock);
+}
+
+size_t udp_pcb_format(char *buf, size_t size)
+{
+    size_t n = 0;
+
+    if (size)
+        buf[0] = '\0';
+    mutex_lock(&udp_lock);
+    for (struct udp_pcb *p = pcbs; p; p = p->next) {
+        char l[IP_ADDR_STR_LEN], r[IP_ADDR_STR_LEN];
+        size_t queued = 0;
+        int m;
+        for (struct pbuf *pb = p->rxq; pb; pb = pb->next)
+            queued += pb->len;
+        m = snprintf(n < size ? buf + n : NULL, n < size ? size - n : 0, "udp %-12s %s:%u %s:%u sendq=0 recvq=%zu\n",
+                     "-", ip_addr_ntop(p->local.addr, l, sizeof(l)), p->local.port,
+                     p->remote.port ? ip_addr_ntop(p->remote.addr, r, sizeof(r)) : "*",
+                     p->remote.port, queued);
+        if (m > 0)
+            n += (size_t)m;
+    }
+    mutex_unlock(&udp_lock);
+    return n;
 }
 
 static const struct sock_ops udp_ops = {

@@ -41,6 +41,8 @@ extern struct stats_group udp_stats;
 
 int udp_init(void);
 void udp_cleanup(void);
+/* One line per socket: "udp - local:port peer:port sendq=0 recvq=BYTES". */
+size_t udp_pcb_format(char *buf, size_t size);
 /* Log a decoded header at debug. */
 void udp_dump(const uint8_t *data, size_t len, uint32_t src, uint32_t dst);
 
