@@ -403,19 +403,22 @@ static int tcp_listen(struct sock *s, int backlog)
     return err;
 }
 
-/* Wait while cond(pcb) holds; returns 0, or -errno (EBADF after close). */
+/* Wait while cond(pcb) holds; returns 0, or -errno. Shutdown is checked
+ * first: its clean-up closes every socket, and a woken caller must still
+ * report ESHUTDOWN rather than EBADF. */
 static int wait_while_locked(struct sock *s, struct tcp_pcb *pcb, int (*cond)(struct tcp_pcb *), uint64_t deadline)
 {
-    while (cond(pcb)) {
+    for (;;) {
         int err;
         if (net_is_shutting_down())
             return -ESHUTDOWN;
         if (pcb->app_closed)
             return -EBADF;
+        if (!cond(pcb))
+            return 0;
         if ((err = sock_wait(s, &tcp_lock, deadline)) < 0)
             return err;
     }
-    return pcb->app_closed ? -EBADF : 0;
 }
 
 static int connecting(struct tcp_pcb *pcb)
