@@ -72,8 +72,8 @@ static _Atomic uint16_t next_ping_id;
 static int stopping;              /* [P] the stack is shutting down */
 
 static struct mutex rate_lock = MUTEX_INITIALIZER;
-static uint64_t rate_refill_ms;   /* [rate_lock] */
-static unsigned rate_tokens;      /* [rate_lock] */
+static uint64_t rate_refill_ms;   /* [rate_lock] when tokens were last added */
+static uint64_t rate_tokens_milli; /* [rate_lock] tokens x 1000 */
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -134,20 +134,25 @@ static int icmp_send(uint8_t type, uint8_t code, uint32_t values, const void *pa
     return ip_output(IP_PROTOCOL_ICMP, pb, src, dst);
 }
 
-/* Token bucket: net_config.icmp_ratelimit_per_s errors a second. */
+/* Token bucket: tokens come at net_config.icmp_ratelimit_per_s a second,
+ * up to a burst of one second's worth; each error takes one. */
 static int ratelimit_allow(void)
 {
-    uint64_t now = net_now_ms();
+    uint64_t now = net_now_ms(), cap = (uint64_t)net_config.icmp_ratelimit_per_s * 1000;
     int ok;
 
     mutex_lock(&rate_lock);
-    if (now - rate_refill_ms >= 1000 || rate_refill_ms == 0) {
-        rate_refill_ms = now;
-        rate_tokens = net_config.icmp_ratelimit_per_s;
+    if (rate_refill_ms == 0 || now < rate_refill_ms) {
+        rate_tokens_milli = cap; /* first use: a full bucket */
+    } else {
+        rate_tokens_milli += (now - rate_refill_ms) * net_config.icmp_ratelimit_per_s;
+        if (rate_tokens_milli > cap)
+            rate_tokens_milli = cap;
     }
-    ok = rate_tokens > 0;
+    rate_refill_ms = now ? now : 1;
+    ok = rate_tokens_milli >= 1000;
     if (ok)
-        rate_tokens--;
+        rate_tokens_milli -= 1000;
     mutex_unlock(&rate_lock);
     return ok;
 }

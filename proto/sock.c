@@ -626,8 +626,8 @@ static int setopt_socket(struct sock *s, int name, const void *val, socklen_t le
     case SO_REUSEADDR: atomic_store(&s->reuseaddr, v != 0); return 0;
     case SO_BROADCAST: atomic_store(&s->broadcast, v != 0); return 0;
     case SO_KEEPALIVE: atomic_store(&s->keepalive, v != 0); return 0;
-    case SO_RCVBUF: atomic_store(&s->rcvbuf, clamp_buf(v)); sock_wakeup(s); return 0;
-    case SO_SNDBUF: atomic_store(&s->sndbuf, clamp_buf(v)); sock_wakeup(s); return 0;
+    case SO_RCVBUF: atomic_store(&s->rcvbuf, clamp_buf(v)); return 0;
+    case SO_SNDBUF: atomic_store(&s->sndbuf, clamp_buf(v)); return 0;
     }
     return -ENOPROTOOPT;
 }
@@ -642,10 +642,10 @@ int sock_setsockopt(int sd, int level, int optname, const void *optval, socklen_
     if (level == SOL_SOCKET) {
         err = setopt_socket(s, optname, optval, optlen);
     } else if (level == SOL_NETSTEP && optname == NETSTEP_NONBLOCK) {
-        if ((err = opt_int(optval, optlen, &v)) == 0) {
+        /* Like O_NONBLOCK, it applies to calls made from now on: a call
+         * already blocked keeps the deadline it started with. */
+        if ((err = opt_int(optval, optlen, &v)) == 0)
             atomic_store(&s->nonblock, v != 0);
-            sock_wakeup(s); /* blocked callers re-check and may now leave */
-        }
     } else if (level == IPPROTO_IP && optname == IP_TTL) {
         if ((err = opt_int(optval, optlen, &v)) == 0)
             err = (v < 0 || v > 255) ? -EINVAL : (atomic_store(&s->ttl, v), 0);
@@ -803,16 +803,15 @@ int sock_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
 static void sock_on_shutdown(void *arg)
 {
     (void)arg;
-    /* Wake every blocked call; each sees net_is_shutting_down(). */
-    mutex_lock(&sock_lock);
-    for (int i = 0; i < table_size; i++)
-        if (table[i])
-            table[i]->refs++;
-    mutex_unlock(&sock_lock);
+    /* Wake every blocked call; each sees net_is_shutting_down(). Each
+     * socket is held (a reference) while we wake it, taken and dropped in
+     * the same step, so a close meanwhile cannot free it under us. */
     for (int i = 0; i < table_size; i++) {
         struct sock *s;
         mutex_lock(&sock_lock);
         s = table[i];
+        if (s)
+            s->refs++;
         mutex_unlock(&sock_lock);
         if (s) {
             s->ops->wake(s);

@@ -14,6 +14,7 @@
  */
 #include "proto/udp.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -96,6 +97,7 @@ static size_t rx_charge(const struct pbuf *pb)
 
 static int port_in_use_locked(uint16_t port, uint32_t addr, int reuse, struct udp_pcb *self)
 {
+    assert(mutex_held(&udp_lock));
     for (struct udp_pcb *p = pcbs; p; p = p->next) {
         if (p == self || !p->bound || p->local.port != port)
             continue;
@@ -111,6 +113,7 @@ static int port_in_use_locked(uint16_t port, uint32_t addr, int reuse, struct ud
 /* Bind pcb to addr:port, choosing an ephemeral port when port is 0. */
 static int bind_locked(struct udp_pcb *pcb, uint32_t addr, uint16_t port)
 {
+    assert(mutex_held(&udp_lock));
     int reuse = atomic_load(&pcb->sock->reuseaddr);
 
     if (port == 0) {
@@ -164,6 +167,7 @@ static int match_score(const struct udp_pcb *p, uint32_t src, uint16_t sport, ui
 /* Append pb to pcb's queue if SO_RCVBUF allows. Returns 0 or -ENOBUFS. */
 static int enqueue_locked(struct udp_pcb *pcb, struct pbuf *pb)
 {
+    assert(mutex_held(&udp_lock));
     size_t charge = rx_charge(pb);
 
     if (pcb->shut_rd || pcb->rx_charge + charge > (size_t)atomic_load(&pcb->sock->rcvbuf))

@@ -47,6 +47,7 @@ struct pbuf *pbuf_clone(const struct pbuf *pb)
         copy->dev = pb->dev;
         copy->proto = pb->proto;
         copy->flags = pb->flags;
+        memcpy(copy->cb, pb->cb, sizeof(copy->cb));
     }
     return copy;
 }
