@@ -20,6 +20,7 @@
  */
 #include "net.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -545,6 +546,7 @@ static struct pbuf *queue_take_locked(unsigned max)
 {
     struct pbuf *head = queue_head, *last = NULL, *pb = queue_head;
     unsigned n = 0;
+    assert(mutex_held(&queue_lock));
 
     while (pb && n < max) {
         last = pb;
@@ -580,6 +582,7 @@ static int process_batch(struct pbuf *batch)
 static void heap_swap_locked(int i, int j)
 {
     struct net_timer *t = heap[i];
+    assert(mutex_held(&timer_lock));
 
     heap[i] = heap[j];
     heap[j] = t;
@@ -616,6 +619,7 @@ static void heap_down_locked(int i)
 static void heap_remove_locked(struct net_timer *t)
 {
     int i = t->heap_index;
+    assert(mutex_held(&timer_lock));
 
     heap_len--;
     if (i != heap_len) {
