@@ -99,7 +99,7 @@ $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $<
 
-bench: all $(BUILD)/bench/udpbench
+bench: all $(BUILD)/bench/udpbench $(BUILD)/bench/tcpbench $(BUILD)/bench/tapread
 	NETSTEP_BUILD=$(BUILD) $(PYTHON) bench/bench.py
 
 setcap: all
