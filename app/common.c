@@ -28,7 +28,7 @@
 #include "util/mem.h"
 
 enum { OPT_TAP = 256, OPT_ADDR, OPT_GW, OPT_MAC, OPT_PORT, OPT_LOG, OPT_STATS, OPT_PCAP,
-       OPT_FAULT_FIRST, OPT_FAULT_LAST = OPT_FAULT_FIRST + 7 };
+       OPT_FAULT_FIRST, OPT_FAULT_LAST = OPT_FAULT_FIRST + 7, OPT_SET };
 
 /* The fault injector's options, in the order of their keys. */
 static const char *const fault_opt_names[] = { "drop", "corrupt", "duplicate", "reorder",
@@ -42,6 +42,7 @@ static const struct app_opt common_opts[] = {
     { "port", 1, OPT_PORT, "N         service port" },
     { "log", 1, OPT_LOG, "SPEC       log levels: info, debug, \"ip=debug,arp=trace\"" },
     { "stats", 0, OPT_STATS, "          print every counter at exit and on SIGUSR1" },
+    { "set", 1, OPT_SET, "NAME=VALUE  set a stack limit (net_config), e.g. sock_rcvbuf_default=65536" },
     { "pcap", 1, OPT_PCAP, "FILE      capture every frame sent and received (Wireshark)" },
     { "drop", 1, OPT_FAULT_FIRST + 0, "P         fault injection: drop frames with probability P" },
     { "corrupt", 1, OPT_FAULT_FIRST + 1, "P      flip a byte after the Ethernet header, probability P" },
@@ -79,6 +80,47 @@ static void usage(FILE *f, const struct app_options *o, const char *positional, 
                "Fault options act both ways, or one way with rx: or tx: (--drop rx:0.1).\n");
 }
 
+/* The stack limits --set may change: every field of struct net_config. */
+static const struct {
+    const char *name;
+    unsigned *field;
+} config_fields[] = {
+#define F(x) { #x, &net_config.x }
+    F(input_queue_max), F(input_batch), F(arp_cache_max), F(arp_pending_max), F(arp_retries),
+    F(arp_retry_ms), F(arp_reachable_ms), F(ip_reass_max_datagrams), F(ip_reass_max_bytes),
+    F(ip_reass_timeout_ms), F(ip_default_ttl), F(icmp_ratelimit_per_s), F(icmp_ping_queue_max),
+    F(sock_max), F(sock_rcvbuf_default), F(sock_sndbuf_default), F(sock_buf_min), F(sock_buf_max),
+    F(port_ephemeral_lo), F(port_ephemeral_hi), F(tcp_max_pcbs), F(tcp_syn_backlog), F(tcp_backlog_max),
+    F(tcp_syn_retries), F(tcp_retries), F(tcp_rto_initial_ms), F(tcp_rto_min_ms), F(tcp_rto_max_ms),
+    F(tcp_delack_ms), F(tcp_msl_ms), F(tcp_fin_wait2_ms), F(tcp_challenge_ack_per_s), F(tcp_keep_idle_s),
+    F(tcp_keep_intvl_s), F(tcp_keep_cnt),
+#undef F
+};
+
+/* --set NAME=VALUE: one net_config field, before the stack starts. */
+static int config_set(struct app_options *o, const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    char *end;
+    unsigned long v;
+
+    if (eq) {
+        v = strtoul(eq + 1, &end, 10);
+        for (size_t i = 0; *end == '\0' && eq[1] && i < sizeof(config_fields) / sizeof(config_fields[0]); i++) {
+            if (strlen(config_fields[i].name) == (size_t)(eq - arg) &&
+                strncmp(config_fields[i].name, arg, (size_t)(eq - arg)) == 0 && v <= 0xffffffffu) {
+                *config_fields[i].field = (unsigned)v;
+                return 0;
+            }
+        }
+    }
+    fprintf(stderr, "%s: --set %s: expected NAME=NUMBER with NAME one of:", o->prog, arg);
+    for (size_t i = 0; i < sizeof(config_fields) / sizeof(config_fields[0]); i++)
+        fprintf(stderr, " %s", config_fields[i].name);
+    fprintf(stderr, "\n");
+    return -1;
+}
+
 static int common_option(struct app_options *o, int key, const char *arg)
 {
     switch (key) {
@@ -87,6 +129,7 @@ static int common_option(struct app_options *o, int key, const char *arg)
     case OPT_GW: o->gw = arg; return 0;
     case OPT_LOG: o->log = arg; return 0;
     case OPT_STATS: o->stats = 1; return 0;
+    case OPT_SET: return config_set(o, arg);
     case OPT_PCAP: o->pcap = arg; return 0;
     case OPT_MAC:
         if (net_hwaddr_pton(arg, o->mac, 6) < 0) {

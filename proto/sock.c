@@ -175,8 +175,7 @@ void sock_free_unattached(struct sock *s)
     mem_free(s);
 }
 
-/* Give s the lowest free descriptor (as POSIX does). */
-int sock_install(struct sock *s)
+static int install(struct sock *s, int refs)
 {
     int sd = -EMFILE;
 
@@ -185,13 +184,24 @@ int sock_install(struct sock *s)
         if (!table[i]) {
             table[i] = s;
             s->sd = sd = i;
-            s->refs = 1; /* the descriptor's own reference */
+            s->refs = refs; /* the descriptor's own, and maybe the caller's */
             live++;
             break;
         }
     }
     mutex_unlock(&sock_lock);
     return sd;
+}
+
+/* Give s the lowest free descriptor (as POSIX does). */
+int sock_install(struct sock *s)
+{
+    return install(s, 1);
+}
+
+int sock_install_held(struct sock *s)
+{
+    return install(s, 2);
 }
 
 static struct sock *sock_get(int sd)
@@ -381,9 +391,14 @@ int sock_accept(int sd, struct sockaddr *addr, socklen_t *addrlen)
     sock_put(s);
     if (err < 0)
         return fail(err);
+    /* accept handed us a reference (sock_install_held): child stays valid
+     * even if another thread closes its new descriptor right away */
     if (addr && addrlen && child->ops->name(child, 1, &a) == 0)
         addr_to_user(&a, addr, addrlen);
-    return child->sd;
+    err = child->sd >= 0 ? child->sd : -EBADF;
+    sd = err;
+    sock_put(child);
+    return sd < 0 ? fail(sd) : sd;
 }
 
 ssize_t sock_sendmsg(int sd, const struct msghdr *msg, int flags)

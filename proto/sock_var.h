@@ -110,6 +110,10 @@ void sock_wakeup(struct sock *s);
  * sock_install gives it a descriptor. */
 struct sock *sock_alloc(int type, int protocol, const struct sock_ops *ops);
 int sock_install(struct sock *s);
+/* As sock_install, plus a reference for the caller (released with the
+ * socket layer's own put, in sock_accept): the new descriptor can be closed
+ * by another thread the moment it exists. */
+int sock_install_held(struct sock *s);
 void sock_free_unattached(struct sock *s);
 
 /* Copy between an iovec array and a flat buffer, starting off bytes in. */

@@ -649,11 +649,11 @@ static void sync_input(struct tcp_pcb *pcb, struct tcp_seg *seg)
     if (check_ack(pcb, seg)) /* step 5 */
         goto out;
     pcb->last_recv_ms = net_now_ms();
+    tcp_keepalive_reset_locked(pcb); /* the peer is alive (in any state) */
     if (pcb->state == TCPS_ESTABLISHED || pcb->state == TCPS_FIN_WAIT_1 || pcb->state == TCPS_FIN_WAIT_2) {
         receive_text(pcb, seg); /* step 7 */
         if (pcb->state == TCPS_CLOSED)
             return; /* data for a closed socket: reset */
-        tcp_keepalive_reset_locked(pcb);
     }
     receive_fin(pcb, seg); /* step 8 */
 out:

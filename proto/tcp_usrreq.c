@@ -571,7 +571,7 @@ static int tcp_accept(struct sock *s, struct sock **childp, uint64_t deadline)
     ns->pcb = c;
     tcp_keepalive_reset_locked(c);
     mutex_unlock(&tcp_lock);
-    if ((sd = sock_install(ns)) < 0) { /* no descriptor: abort the connection */
+    if ((sd = sock_install_held(ns)) < 0) { /* no descriptor: abort the connection */
         mutex_lock(&tcp_lock);
         tcp_send_segment_locked(c, TCP_FLG_RST | TCP_FLG_ACK, c->snd_nxt, 0, 0);
         tcp_drop_locked(c, 0);
@@ -676,8 +676,10 @@ static ssize_t tcp_recv(struct sock *s, const struct sock_iov *room, struct sock
             n = -EBADF;
             break;
         }
-        if (pcb->error && pcb->state == TCPS_CLOSED) {
-            n = pcb->error; /* RFC 9293 §3.10.7.4: a reset ends every RECEIVE */
+        if (pcb->rcvbuf.len == 0 && pcb->error && pcb->state == TCPS_CLOSED) {
+            /* a reset ends every RECEIVE (RFC 9293 §3.10.7.4); bytes that
+             * arrived before it are handed over first, as Linux does */
+            n = pcb->error;
             pcb->error = 0;
             break;
         }

@@ -730,12 +730,21 @@ def test_syn_flood_then_connection_succeeds(echo):
 # netstep's receive window: closes when the app stops reading, reopens by
 # itself when the app reads again
 
-def test_receive_window_closes_and_reopens(echo):
+@pytest.fixture
+def small_echo(scapy_ns):
+    """echo-server with 16 KiB socket buffers: its window closes after
+    about 32 KiB, quickly even under the sanitizers."""
+    with scapy_app(scapy_ns, "echo-server", extra=["--set", "sock_rcvbuf_default=16384",
+                                                   "--set", "sock_sndbuf_default=16384"]) as pa:
+        yield pa
+
+
+def test_receive_window_closes_and_reopens(small_echo):
     """We advertise window 0, so echo-server cannot send its echo; it stops
     reading, and netstep's receive window must close to 0.  When we open
     ours, the echo flows, the app reads again and netstep must reopen its
     window without being asked."""
-    peer, app = echo
+    peer, app = small_echo
     c = Conn(peer, ECHO)
     sa = c.open()
     win, acked = sa[TCP].window, c.snd_nxt

@@ -111,6 +111,9 @@ static void test_reconnect_after_reset(void **state)
     tp_expect_ack(&c, NULL);
     tp_send_at(&c, c.pseq, RST, NULL, 0);
     assert_state(&c, "");
+    /* what arrived before the reset is still handed over, then the reset */
+    assert_int_equal(sock_recv(c.sd, b, sizeof(b), MSG_DONTWAIT), 3);
+    assert_memory_equal(b, "old", 3);
     expect_errno(sock_recv(c.sd, b, sizeof(b), MSG_DONTWAIT), ECONNRESET);
     errno = 0;
     r = sock_connect(c.sd, TP_SA(a), sizeof(a));
