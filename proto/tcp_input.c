@@ -29,11 +29,12 @@
 /* Options of a SYN we care about; the rest (window scale, SACK-permitted,
  * timestamps) are parsed for length and ignored, so the peer falls back to
  * plain RFC 9293 behaviour. Returns 0, or -1 if malformed. */
-static int parse_options(const uint8_t *opt, size_t len, uint16_t *mss)
+static int parse_options(const uint8_t *opt, size_t len, struct tcp_seg *seg)
 {
     size_t i = 0;
 
-    *mss = 0;
+    seg->mss = 0;
+    seg->has_wscale = 0;
     while (i < len) {
         uint8_t kind = opt[i], olen;
         if (kind == TCP_OPT_EOL)
@@ -47,7 +48,13 @@ static int parse_options(const uint8_t *opt, size_t len, uint16_t *mss)
         if (kind == TCP_OPT_MSS) {
             if (olen != 4)
                 return -1;
-            *mss = load16(opt + i + 2);
+            seg->mss = load16(opt + i + 2);
+        } else if (kind == TCP_OPT_WSCALE) {
+            if (olen != 3)
+                return -1;
+            seg->has_wscale = 1;
+            /* RFC 7323 §2.3: a shift above 14 is taken as 14 */
+            seg->wscale = opt[i + 2] > 14 ? 14 : opt[i + 2];
         }
         i += olen;
     }
@@ -70,7 +77,7 @@ static const char *tcp_parse(const struct ip_rx *rx, const struct pbuf *pb, stru
         return *stat = TCPSTAT_IN_BAD_CHECKSUM, "bad checksum";
     if (rx->link_broadcast || rx->dst == IP_ADDR_BROADCAST || (rx->iface && rx->dst == rx->iface->broadcast))
         return *stat = TCPSTAT_IN_BROADCAST, "sent to a broadcast address";
-    if (parse_options(pb->data + TCP_HDR_SIZE_MIN, hlen - TCP_HDR_SIZE_MIN, &seg->mss) < 0)
+    if (parse_options(pb->data + TCP_HDR_SIZE_MIN, hlen - TCP_HDR_SIZE_MIN, seg) < 0)
         return *stat = TCPSTAT_IN_BAD_OPTIONS, "malformed options";
     seg->seq = load32(&hdr->seq);
     seg->ack = load32(&hdr->ack);
@@ -163,6 +170,11 @@ static void listen_syn_locked(struct tcp_pcb *lpcb, const struct tcp_seg *seg)
     child->snd_wl2 = child->iss;
     child->snd_mss = (uint16_t)(ip_mtu_for(seg->src) - TCP_HDR_SIZE_MIN);
     mss_from_peer(child, seg->mss);
+    if (seg->has_wscale) { /* RFC 7323 §2.2: answer a window scale with ours */
+        child->wscale_ok = 1;
+        child->snd_wscale = seg->wscale;
+        child->rcv_wscale = tcp_wscale_for(child->rcvbuf_size);
+    }
     synq_append_locked(lpcb, child);
     tcp_set_state_locked(child, TCPS_SYN_RECEIVED);
     STAT_INC(&tcp_stats, TCPSTAT_PASSIVE_OPENS);
@@ -210,7 +222,13 @@ static void syn_sent_input(struct tcp_pcb *pcb, const struct tcp_seg *seg)
     pcb->rcv_nxt = seg->seq + 1;
     pcb->rcv_adv = pcb->rcv_nxt;
     mss_from_peer(pcb, seg->mss);
-    pcb->snd_wnd = pcb->max_snd_wnd = seg->wnd;
+    if (seg->has_wscale && pcb->rcv_wscale_offered) { /* both offered it */
+        pcb->wscale_ok = 1;
+        pcb->snd_wscale = seg->wscale;
+    } else {
+        pcb->rcv_wscale = 0; /* scaling is off both ways */
+    }
+    pcb->snd_wnd = pcb->max_snd_wnd = seg->wnd; /* never scaled in a SYN */
     pcb->snd_wl1 = seg->seq;
     pcb->snd_wl2 = seg->ack;
     pcb->cwnd = 10u * pcb->snd_mss < 14600 ? 10u * pcb->snd_mss : 14600; /* RFC 6928 */
@@ -630,6 +648,8 @@ static void receive_fin(struct tcp_pcb *pcb, const struct tcp_seg *seg)
 
 static void sync_input(struct tcp_pcb *pcb, struct tcp_seg *seg)
 {
+    if (pcb->wscale_ok && !(seg->flg & TCP_FLG_SYN))
+        seg->wnd <<= pcb->snd_wscale; /* RFC 7323 §2.3 */
     if (pcb->state == TCPS_SYN_RECEIVED && (seg->flg & TCP_FLG_SYN) && !(seg->flg & TCP_FLG_ACK) &&
         seg->seq == pcb->irs) { /* the peer did not get our SYN,ACK: again */
         tcp_send_segment_locked(pcb, TCP_FLG_SYN | TCP_FLG_ACK, pcb->iss, 0, 0);

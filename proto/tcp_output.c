@@ -38,15 +38,26 @@ static unsigned challenge_count;      /* [challenge_lock] */
 
 /* ---- segments ---------------------------------------------------------------- */
 
+uint8_t tcp_wscale_for(uint32_t size)
+{
+    uint8_t shift = 0;
+
+    while (shift < 14 && (size >> shift) > 65535)
+        shift++;
+    return shift;
+}
+
 uint32_t tcp_rcv_window_locked(struct tcp_pcb *pcb)
 {
     uint32_t cap = pcb->rcvbuf.buf ? (uint32_t)pcb->rcvbuf.cap : pcb->rcvbuf_size;
     uint32_t free = pcb->rcvbuf.buf ? (uint32_t)ring_space(&pcb->rcvbuf) : cap;
 
-    if (free > 65535) /* no window scaling yet: the largest we can say */
-        free = 65535;
-    if (cap > 65535)
-        cap = 65535;
+    uint32_t most = 65535u << (pcb->wscale_ok ? pcb->rcv_wscale : 0);
+
+    if (free > most) /* the largest window the header can say */
+        free = most;
+    if (cap > most)
+        cap = most;
     uint32_t cur = SEQ_GT(pcb->rcv_adv, pcb->rcv_nxt) ? pcb->rcv_adv - pcb->rcv_nxt : 0;
     uint32_t sws = cap / 2 < pcb->snd_mss ? cap / 2 : pcb->snd_mss;
     uint32_t wnd = free;
@@ -63,16 +74,26 @@ static size_t write_options(uint8_t *opt, struct tcp_pcb *pcb, uint8_t flags)
     struct ip_iface *iface;
     uint32_t nexthop;
     uint16_t mss = 536;
+    size_t n = 0;
 
     if (!(flags & TCP_FLG_SYN))
         return 0;
     /* RFC 9293 §3.7.1: announce the largest segment we can receive */
     if (ip_route_lookup(pcb->remote.addr, &iface, &nexthop) == 0)
         mss = (uint16_t)(iface->iface.dev->mtu - IP_HDR_SIZE_MIN - TCP_HDR_SIZE_MIN);
-    opt[0] = TCP_OPT_MSS;
-    opt[1] = 4;
-    store16(opt + 2, mss);
-    return 4;
+    opt[n++] = TCP_OPT_MSS;
+    opt[n++] = 4;
+    store16(opt + n, mss);
+    n += 2;
+    /* RFC 7323 §2.2: offer window scaling in a SYN; in a SYN,ACK only if
+     * the peer's SYN offered it */
+    if (!(flags & TCP_FLG_ACK) || pcb->wscale_ok) {
+        opt[n++] = TCP_OPT_NOP;
+        opt[n++] = TCP_OPT_WSCALE;
+        opt[n++] = 3;
+        opt[n++] = pcb->rcv_wscale;
+    }
+    return n;
 }
 
 int tcp_send_segment_locked(struct tcp_pcb *pcb, uint8_t flags, uint32_t seq, size_t off, size_t len)
@@ -99,7 +120,19 @@ int tcp_send_segment_locked(struct tcp_pcb *pcb, uint8_t flags, uint32_t seq, si
     hdr->off = (uint8_t)((hlen / 4) << 4);
     hdr->flg = flags;
     wnd = tcp_rcv_window_locked(pcb);
-    store16(&hdr->wnd, (uint16_t)wnd);
+    if (flags & TCP_FLG_SYN) {
+        wnd = wnd > 65535 ? 65535 : wnd; /* a SYN's window is never scaled */
+        store16(&hdr->wnd, (uint16_t)wnd);
+    } else {
+        /* Round up to the scale's unit: rounding down could pull back the
+         * right edge we offered (RFC 9293 §3.8.6 SHOULD NOT shrink). */
+        uint8_t s = pcb->wscale_ok ? pcb->rcv_wscale : 0;
+        uint32_t field = (wnd + (1u << s) - 1) >> s;
+        if (field > 65535)
+            field = 65535;
+        store16(&hdr->wnd, (uint16_t)field);
+        wnd = field << s;
+    }
     hdr->sum = 0;
     hdr->urg = 0;
     store16(&hdr->sum, cksum16(pb->data, pb->len,

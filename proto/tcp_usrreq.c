@@ -471,6 +471,9 @@ static int connect_start_locked(struct sock *s, struct tcp_pcb *pcb, const struc
     if ((err = tcp_buffers_alloc_locked(pcb)) < 0)
         return err;
     pcb->snd_mss = (uint16_t)(mtu - TCP_HDR_SIZE_MIN);
+    pcb->wscale_ok = 0;
+    pcb->rcv_wscale = tcp_wscale_for(pcb->rcvbuf_size); /* offered in our SYN */
+    pcb->rcv_wscale_offered = 1;
     pcb->iss = tcp_new_iss(&pcb->local, &pcb->remote);
     pcb->snd_una = pcb->iss;
     pcb->snd_nxt = pcb->snd_max = pcb->iss + 1;

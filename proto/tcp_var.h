@@ -96,7 +96,9 @@ struct tcp_ooo {
 struct tcp_seg {
     uint32_t seq, ack;
     uint32_t len;        /* data bytes + SYN + FIN (SEG.LEN) */
-    uint16_t wnd;
+    uint32_t wnd;        /* the window in bytes (scaled once agreed) */
+    int has_wscale;      /* the SYN carried a window scale option */
+    uint8_t wscale;      /* its shift count */
     uint8_t flg;
     uint16_t mss;        /* MSS option, or 0 */
     const uint8_t *data; /* payload */
@@ -133,6 +135,10 @@ struct tcp_pcb {
     uint32_t snd_wl1, snd_wl2;     /* [T] seq/ack of the last window update */
     uint32_t max_snd_wnd;          /* [T] largest window the peer offered */
     uint16_t snd_mss;              /* [T] largest segment we send */
+    int wscale_ok;                 /* [T] both SYNs carried window scale */
+    uint8_t snd_wscale;            /* [T] the peer's shift (RFC 7323 §2.2) */
+    uint8_t rcv_wscale;            /* [T] ours: our window >> this on the wire */
+    int rcv_wscale_offered;        /* [T] our SYN offered window scaling */
     struct ring sndbuf;            /* [T] bytes from snd_una on */
     int fin_queued;                /* [T] app is done sending: FIN follows data */
     int fin_sent;                  /* [T] a FIN went out at fin_seq (it stays
@@ -212,6 +218,8 @@ int tcp_send_challenge_ack_locked(struct tcp_pcb *pcb);
 void tcp_send_reset_for(const struct tcp_seg *seg);
 /* Receive window to advertise now (never shrinks the right edge). */
 uint32_t tcp_rcv_window_locked(struct tcp_pcb *pcb);
+/* The shift that lets a buffer of size bytes be offered (RFC 7323 §2.3). */
+uint8_t tcp_wscale_for(uint32_t size);
 int tcp_timers_init(struct tcp_pcb *pcb);
 void tcp_timers_cancel_all(struct tcp_pcb *pcb);
 void tcp_timers_destroy(struct tcp_pcb *pcb);

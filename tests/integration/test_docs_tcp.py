@@ -132,18 +132,20 @@ def test_ch09_header_states_and_socket_table(kernel_ns):
         time.sleep(1)
         _, sockets = dump(e)
         est = (r"^tcp ESTABLISHED  192\.0\.2\.2:7 192\.0\.2\.1:\d+ sendq=0 recvq=0 rto=\d+ "
-               r"srtt=\d+ cwnd=\d+ ssthresh=4294967295 snd_wnd=\d+ retrans=0$")
+               r"srtt=\d+ cwnd=\d+ ssthresh=4294967295 snd_wnd=(\d+) retrans=0$")
         lst = (r"^tcp LISTEN       192\.0\.2\.2:7 0\.0\.0\.0:0 sendq=0 recvq=0 rto=1000 srtt=0 "
                r"cwnd=0 ssthresh=4294967295 snd_wnd=0 retrans=0$")
         for regex in (est, lst, r"^udp -            192\.0\.2\.2:7 \*:0 sendq=0 recvq=0$"):
             one(sockets, regex, "in the socket table")
             doc_shows(CH09, regex)
+        snd_wnd = int(re.search(est, one(sockets, est)).group(1))
 
         # the two SYNs in hex: decode netstep's SYN,ACK as the chapter does
         lines = cap.wait_exit(5)
         synack = r"IP 192\.0\.2\.2\.7 > 192\.0\.2\.1\.\d+: Flags \[S\.\], seq (\d+), ack (\d+), " \
-                 r"win 65535, options \[mss 1460\], length 0$"
-        syn = r"IP 192\.0\.2\.1\.\d+ > 192\.0\.2\.2\.7: Flags \[S\], seq (\d+), win \d+, options \[mss 1460,"
+                 r"win 65535, options \[mss 1460,nop,wscale 3\], length 0$"
+        syn = (r"IP 192\.0\.2\.1\.\d+ > 192\.0\.2\.2\.7: Flags \[S\], seq (\d+), win \d+, "
+               r"options \[mss 1460,.*,wscale (\d+)\]")
         i = [k for k, l in enumerate(lines) if re.search(synack, l)]
         assert i, "no SYN,ACK in:\n" + "\n".join(lines)
         m = re.search(synack, lines[i[0]])
@@ -153,13 +155,19 @@ def test_ch09_header_states_and_socket_table(kernel_ns):
         assert tcp[0:2] == b"\x00\x07"
         assert int.from_bytes(tcp[4:8], "big") == int(m.group(1))
         assert int.from_bytes(tcp[8:12], "big") == int(m.group(2))
-        assert tcp[12] == 0x60 and tcp[13] == 0x12 and tcp[14:16] == b"\xff\xff", tcp[:16].hex()
-        assert tcp[20:24] == bytes.fromhex("020405b4"), tcp.hex()
-        k = int(re.search(syn, one(lines, syn)).group(1))
+        # 28 bytes of header: MSS 1460, NOP, window scale 3; the SYN's window unscaled
+        assert tcp[12] == 0x70 and tcp[13] == 0x12 and tcp[14:16] == b"\xff\xff", tcp[:16].hex()
+        assert tcp[20:28] == bytes.fromhex("020405b401030303") and len(tcp) == 28, tcp.hex()
+        ms = re.search(syn, one(lines, syn))
+        k, peer_shift = int(ms.group(1)), int(ms.group(2))
         assert int(m.group(2)) == k + 1
+        # both SYNs offered window scaling: snd_wnd is the kernel's field << its shift
+        assert 0 < snd_wnd <= 65535 << peer_shift and snd_wnd % (1 << peer_shift) == 0, \
+            (snd_wnd, peer_shift)
         doc_shows(CH09, synack)
         doc_shows(CH09, syn)
-        doc_shows(CH09, r"^\s+0x0020:  6012 ffff [0-9a-f]{4} 0000 0204 05b4 0000$")
+        doc_shows(CH09, r"^\s+0x0020:  7012 ffff [0-9a-f]{4} 0000 0204 05b4 0103 0303$")
+        doc_shows(CH09, r"snd_wnd=64512 ")
 
         out, _ = client.communicate(timeout=10)
         assert out == "hello\n", out
@@ -212,7 +220,7 @@ def test_ch10_handshake_log_tshark_reset_and_active_open(kernel_ns, tmp_path):
         r"\[stack\] tcp debug tcp_usrreq\.c:\d+ tcp 192\.0\.2\.2\.7 > 192\.0\.2\.1\.\d+: Flags \[S\.\], "
         r"seq (\d+), ack (\d+), win 65535, length 0$",
         r"\[stack\] tcp debug tcp_usrreq\.c:\d+ tcp 192\.0\.2\.1\.\d+ > 192\.0\.2\.2\.7: Flags \[\.\], "
-        r"seq (\d+), ack (\d+), win \d+, length 0$",
+        r"seq (\d+), ack (\d+), win (\d+), length 0$",
         r"\[stack\] tcp debug tcp_usrreq\.c:\d+ 192\.0\.2\.2:7 192\.0\.2\.1:\d+ SYN-RECEIVED -> ESTABLISHED$",
     ]
     ms = []
@@ -224,24 +232,40 @@ def test_ch10_handshake_log_tshark_reset_and_active_open(kernel_ns, tmp_path):
     client_isn, server_isn = int(ms[0].group(2)), int(ms[2].group(1))
     assert int(ms[2].group(2)) == client_isn + 1
     assert (int(ms[3].group(1)), int(ms[3].group(2))) == (client_isn + 1, server_isn + 1)
+    kernel_field = int(ms[3].group(3))          # the kernel's scaled window, as on the wire
+    doc_shows(CH10, TS + hs[3].replace(r"win (\d+)", "win 63"))
 
     lines = tshark(["-r", str(pcap), "--disable-protocol", "echo", "-Y", "tcp"])
-    for regex in [r"192\.0\.2\.1 → 192\.0\.2\.2    TCP 74 \d+ → 7 \[SYN\] Seq=0 Win=64240 Len=0 MSS=1460",
-                  r"192\.0\.2\.2 → 192\.0\.2\.1    TCP 60 7 → \d+ \[SYN, ACK\] Seq=0 Ack=1 Win=65535 "
-                  r"Len=0 MSS=1460$",
-                  r"192\.0\.2\.1 → 192\.0\.2\.2    TCP 54 \d+ → 7 \[ACK\] Seq=1 Ack=1 Win=64240 Len=0$",
+    syn_re = r"192\.0\.2\.1 → 192\.0\.2\.2    TCP 74 \d+ → 7 \[SYN\] Seq=0 Win=64240 Len=0 MSS=1460 .* WS=(\d+)$"
+    ack_re = r"192\.0\.2\.1 → 192\.0\.2\.2    TCP 54 \d+ → 7 \[ACK\] Seq=1 Ack=1 Win=(\d+) Len=0$"
+    for regex in [syn_re,
+                  r"192\.0\.2\.2 → 192\.0\.2\.1    TCP 62 7 → \d+ \[SYN, ACK\] Seq=0 Ack=1 Win=65535 "
+                  r"Len=0 MSS=1460 WS=8$",
+                  ack_re,
                   r"192\.0\.2\.1 → 192\.0\.2\.2    TCP 74 \d+ → 8 \[SYN\] Seq=0",
                   r"192\.0\.2\.2 → 192\.0\.2\.1    TCP 60 8 → \d+ \[RST, ACK\] Seq=1 Ack=1 Win=0 Len=0$"]:
         one(lines, regex, "in tshark's reading of the capture")
         doc_shows(CH10, regex)
+    # tshark scales the kernel's third segment by the multiplier of its SYN, as netstep does
+    multiplier = int(re.search(syn_re, one(lines, syn_re)).group(1))
+    assert int(re.search(ack_re, one(lines, ack_re)).group(1)) == kernel_field * multiplier
+    doc_shows(CH10, r"TCP 54 \d+ → 7 \[ACK\] Seq=1 Ack=1 Win=64512 Len=0$")
+    # netstep's segments after its SYN,ACK: the whole 256 KiB buffer, scaled (the order of
+    # the echo, the ACK of the FIN and our FIN varies)
+    ours = matching(lines, r"192\.0\.2\.2 → 192\.0\.2\.1    TCP 60 7 → \d+ \[(?!SYN)[A-Z, ]+\] ")
+    assert len(ours) >= 3 and all(re.search(r" Win=262144 Len=", l) for l in ours), ours
+    doc_shows(CH10, r"192\.0\.2\.2 → 192\.0\.2\.1    TCP 60 7 → \d+ \[ACK\] Seq=1 Ack=8 Win=262144 Len=0$")
     rows = [l.split("\t") for l in tshark(["-r", str(pcap), "-Y", "tcp.flags.syn == 1", "-T", "fields",
                                            "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "tcp.seq_raw",
-                                           "-e", "tcp.ack_raw", "-e", "tcp.options.mss_val"])]
+                                           "-e", "tcp.ack_raw", "-e", "tcp.options.mss_val",
+                                           "-e", "tcp.options.wscale.shift"])]
     assert len(rows) == 3, rows
     assert rows[0][1] == "7" and rows[1][0] == "7" and rows[2][1] == "8", rows
     assert int(rows[1][3]) == int(rows[0][2]) + 1 and all(r[4] == "1460" for r in rows), rows
-    doc_shows(CH10, r"^\d+\t7\t\d+\t0\t1460$")
-    doc_shows(CH10, r"^7\t\d+\t\d+\t\d+\t1460$")
+    assert 1 << int(rows[0][5]) == multiplier and rows[1][5] == "3", rows   # our shift: 256 KiB >> 3
+    doc_shows(CH10, r"^\d+\t7\t\d+\t0\t1460\t\d+$")
+    doc_shows(CH10, r"^7\t\d+\t\d+\t\d+\t1460\t3$")
+    doc_shows(CH10, r"-e tcp\.options\.mss_val -e tcp\.options\.wscale\.shift ")
 
     # the active open: netstep's tcp-client against the kernel's nc -l
     nc = ns.popen(["nc", "-l", "192.0.2.1", "7777"], stdout=subprocess.PIPE, text=True)
@@ -259,7 +283,7 @@ def test_ch10_handshake_log_tshark_reset_and_active_open(kernel_ns, tmp_path):
         r"seq \d+, ack \d+, win \d+, length 0$",
         r"\[stack\] tcp debug tcp_usrreq\.c:\d+ 192\.0\.2\.2:\d+ 192\.0\.2\.1:7777 SYN-SENT -> ESTABLISHED$",
         r"\[stack\] tcp debug tcp_usrreq\.c:\d+ tcp 192\.0\.2\.2\.\d+ > 192\.0\.2\.1\.7777: Flags \[\.\], "
-        r"seq \d+, ack \d+, win 65535, length 0$",
+        r"seq \d+, ack \d+, win 32768, length 0$",        # 262144 >> 3: scaled, unlike the SYN
     ]
     assert len(head) == 5, r.stderr
     for line, regex in zip(head, active):
@@ -297,7 +321,16 @@ def test_ch11_zero_window_persist_and_window_update(kernel_ns):
         stop_ok(c)
     lines = cap.stop()
     kernel_zero = r"IP 192\.0\.2\.1\.\d+ > 192\.0\.2\.2\.19: Flags \[\.\], ack (\d+), win 0, length 0$"
-    probe = r"IP 192\.0\.2\.2\.19 > 192\.0\.2\.1\.\d+: Flags \[\.\], seq (\d+):(\d+), ack 1, win 65535, length 1$"
+    # window scaling agreed, shift 0 for the kernel's small buffer and 3 for netstep's 256 KiB:
+    # netstep's SYN,ACK says 65535 (never scaled), its later segments 32768 (262144 >> 3)
+    synack = (r"IP 192\.0\.2\.2\.19 > 192\.0\.2\.1\.\d+: Flags \[S\.\], seq \d+, ack \d+, win 65535, "
+              r"options \[mss 1460,nop,wscale 3\], length 0$")
+    one(lines, synack)
+    one(lines, r"IP 192\.0\.2\.1\.\d+ > 192\.0\.2\.2\.19: Flags \[S\], .*,nop,wscale 0\], length 0$")
+    ours = matching(lines, r"IP 192\.0\.2\.2\.19 > 192\.0\.2\.1\.\d+: Flags \[[^S]*\], ")
+    assert ours and all(", win 32768, " in l for l in ours), "\n".join(ours[:10])
+    doc_shows(CH11, synack)
+    probe = r"IP 192\.0\.2\.2\.19 > 192\.0\.2\.1\.\d+: Flags \[\.\], seq (\d+):(\d+), ack 1, win 32768, length 1$"
     zeros = [(k, re.search(kernel_zero, l)) for k, l in enumerate(lines) if re.search(kernel_zero, l)]
     probes = [(k, re.search(probe, l)) for k, l in enumerate(lines) if re.search(probe, l)]
     assert zeros and len(probes) >= 3, "\n".join(lines[:40])
@@ -310,7 +343,7 @@ def test_ch11_zero_window_persist_and_window_update(kernel_ns):
     assert after, "no window update after the probes:\n" + "\n".join(lines[:40])
     for regex in (kernel_zero, probe,
                   r"IP 192\.0\.2\.1\.\d+ > 192\.0\.2\.2\.19: Flags \[\.\], ack \d+, win [1-9]\d*, length 0$",
-                  r"IP 192\.0\.2\.2\.19 > 192\.0\.2\.1\.\d+: Flags \[\.\], seq \d+:\d+, ack 1, win 65535, "
+                  r"IP 192\.0\.2\.2\.19 > 192\.0\.2\.1\.\d+: Flags \[\.\], seq \d+:\d+, ack 1, win 32768, "
                   r"length 1460$"):
         doc_shows(CH11, regex)
 

@@ -246,15 +246,18 @@ def test_handshake_mss_option(echo):
 
 def test_linux_style_syn_options_parsed(echo):
     """A SYN with the options Linux sends (MSS, SACK-permitted, timestamps,
-    window scale) is accepted; netstep answers with no option it cannot
-    honour yet."""
+    window scale) is accepted; netstep answers MSS and window scale (RFC
+    7323, shift 3 for its 256 KiB buffer) and nothing it cannot honour yet
+    (SACK, timestamps)."""
     peer, app = echo
     c = Conn(peer, ECHO)
     sa = c.open(options=[("MSS", 1460), ("SAckOK", b""), ("Timestamp", (12345, 0)),
                          ("NOP", None), ("WScale", 7)])
-    kinds = [k for k, _ in sa[TCP].options if k not in ("NOP", "EOL")]
-    assert kinds == ["MSS"], "SYN-ACK options %r" % sa[TCP].options
-    # without window scaling agreed, our window field is taken as is
+    opts = [(k, v) for k, v in sa[TCP].options if k not in ("NOP", "EOL")]
+    assert [k for k, _ in opts] == ["MSS", "WScale"], "SYN-ACK options %r" % sa[TCP].options
+    assert dict(opts)["WScale"] == 3, "SYN-ACK options %r" % sa[TCP].options
+    # windows are scaled from here on (our raw window field is only smaller
+    # than what netstep means, so the peer here stays within it)
     data = os.urandom(3000)
     assert c.echo(data) == data
 

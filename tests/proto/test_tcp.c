@@ -89,7 +89,8 @@ static void test_active_open(void **state)
     (void)state;
     tp_connect_start(&c, 80, 0, &syn);
     assert_int_equal(syn.mss, 1460);
-    assert_int_equal(syn.optlen, 4);
+    assert_int_equal(syn.optlen, 8); /* MSS, then NOP + window scale (RFC 7323) */
+    assert_int_equal(syn.opt[5], 3);
     assert_int_equal(syn.dlen, 0);
     assert_true(syn.wnd > 0);
     assert_true(c.lport >= net_config.port_ephemeral_lo && c.lport <= net_config.port_ephemeral_hi);
@@ -298,24 +299,28 @@ static void test_linux_syn_options(void **state)
     tp_inject(40002, PORT, 100, 0, SYN, 1500, linux_opts, sizeof(linux_opts), NULL, 0);
     tp_expect(&sa, SYN | ACK);
     assert_int_equal(sa.ack, 101);
-    assert_int_equal(sa.optlen, 4);
+    /* MSS and, since the SYN offered it, our window scale: the shift that
+     * fits a 256 KiB buffer into 16 bits is 3 (RFC 7323 §2.2); SACK and
+     * timestamps are not answered */
+    assert_int_equal(sa.optlen, 8);
     assert_int_equal(sa.mss, 1460);
+    assert_memory_equal(sa.opt + 4, "\x01\x03\x03\x03", 4);
     assert_int_equal(tp_counter("tcp.in_bad_options"), 0);
     c.iss = sa.seq;
     c.pseq = 101;
     c.pack = c.iss + 1;
-    c.pwnd = 1000; /* scaled by 2^7 it would be 128000 */
-    tp_inject(40002, PORT, 101, c.pack, ACK, 1000, ts_opts, sizeof(ts_opts), NULL, 0);
+    c.pwnd = 8; /* the peer's shift is 7: 8 << 7 = 1024 bytes */
+    tp_inject(40002, PORT, 101, c.pack, ACK, 8, ts_opts, sizeof(ts_opts), NULL, 0);
     c.sd = sock_accept(lsd, TP_SA(a), &len);
     assert_true(c.sd >= 0);
     tp_track(c.sd);
     /* data with a timestamp option is accepted */
-    tp_inject(40002, PORT, 101, c.pack, ACK | PSH, 1000, ts_opts, sizeof(ts_opts), "linux", 5);
+    tp_inject(40002, PORT, 101, c.pack, ACK | PSH, 8, ts_opts, sizeof(ts_opts), "linux", 5);
     c.pseq += 5;
     tp_read_exact(c.sd, (const uint8_t *)"linux", 5);
     test_advance(net_config.tcp_delack_ms + 10);
     tp_expect_ack(&c, NULL);
-    /* 3000 bytes to send; the window is 1000: 1000 go, no more */
+    /* 3000 bytes to send; the window is 8 << 7 = 1024: 1024 go, no more */
     tp_fill(data, sizeof(data), 1);
     assert_int_equal(sock_send(c.sd, data, sizeof(data), 0), (ssize_t)sizeof(data));
     {
@@ -324,14 +329,14 @@ static void test_linux_syn_options(void **state)
             assert_int_equal(s.seq, c.iss + 1 + sent);
             sent += s.dlen;
         }
-        assert_int_equal(sent, 1000);
-        assert_memory_equal(s.data + s.dlen - 10, data + 990, 10);
+        assert_int_equal(sent, 1024);
+        assert_memory_equal(s.data + s.dlen - 10, data + 1014, 10);
     }
-    c.pack += 1000;
-    tp_send(&c, ACK, NULL, 0); /* window 1000 again from here */
+    c.pack += 1024;
+    tp_send(&c, ACK, NULL, 0); /* window 1024 again from here */
     assert_true(tp_take(&s));
-    assert_int_equal(s.seq, c.iss + 1001);
-    assert_int_equal(s.dlen, 1000);
+    assert_int_equal(s.seq, c.iss + 1025);
+    assert_int_equal(s.dlen, 1024);
     tp_expect_none();
     tp_finish();
 }
