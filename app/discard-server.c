@@ -86,7 +86,6 @@ int main(int argc, char **argv)
 {
     struct app_options o;
     struct udp_counter c = { 0 };
-    struct sockaddr_in addr = { .sin_family = AF_INET };
     struct app_tcp_server tcp = { .name = "discard", .handler = tcp_discard };
     struct thread th;
     char a[IP_ADDR_STR_LEN];
@@ -98,10 +97,8 @@ int main(int argc, char **argv)
     prog_name = o.prog;
     app_signals_block();
     app_stack_up(&o);
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = app_iface()->unicast;
-    c.sd = sock_open(AF_INET, SOCK_DGRAM, 0);
-    if (c.sd < 0 || sock_bind(c.sd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+    c.sd = app_udp_open(app_iface()->unicast, port);
+    if (c.sd < 0) {
         fprintf(stderr, "%s: udp port %u: %s\n", o.prog, port, strerror(errno));
         return 1;
     }

@@ -66,19 +66,6 @@ static void tcp_echo(int sd, void *ctx)
     }
 }
 
-static int open_udp(const struct app_options *o, uint16_t port)
-{
-    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons(port) };
-    int sd = sock_open(AF_INET, SOCK_DGRAM, 0);
-
-    addr.sin_addr.s_addr = app_iface()->unicast;
-    if (sd < 0 || sock_bind(sd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-        fprintf(stderr, "%s: udp port %u: %s\n", o->prog, port, strerror(errno));
-        exit(1);
-    }
-    return sd;
-}
-
 int main(int argc, char **argv)
 {
     struct app_options o;
@@ -93,7 +80,11 @@ int main(int argc, char **argv)
     port = o.port > 0 ? (uint16_t)o.port : ECHO_PORT;
     app_signals_block();
     app_stack_up(&o);
-    u.sd = open_udp(&o, port);
+    u.sd = app_udp_open(app_iface()->unicast, port);
+    if (u.sd < 0) {
+        fprintf(stderr, "%s: udp port %u: %s\n", o.prog, port, strerror(errno));
+        return 1;
+    }
     tcp.lsd = app_tcp_listen(app_iface()->unicast, port, 128);
     if (tcp.lsd < 0) {
         fprintf(stderr, "%s: tcp port %u: %s\n", o.prog, port, strerror(errno));

@@ -36,6 +36,21 @@ int app_tcp_listen(uint32_t addr, uint16_t port, int backlog)
     return sd;
 }
 
+int app_udp_open(uint32_t addr, uint16_t port)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+    int sd = sock_open(AF_INET, SOCK_DGRAM, 0);
+
+    a.sin_addr.s_addr = addr;
+    if (sd >= 0 && sock_bind(sd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        int err = errno;
+        sock_close(sd);
+        errno = err;
+        return -1;
+    }
+    return sd;
+}
+
 int app_send_all(int sd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;

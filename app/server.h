@@ -30,6 +30,8 @@ struct app_tcp_server {
 /* Open, bind and listen on addr:port (network-order addr). Returns the
  * descriptor, or -1 with errno set. */
 int app_tcp_listen(uint32_t addr, uint16_t port, int backlog);
+/* Open a UDP socket bound to addr:port. Returns it, or -1 with errno set. */
+int app_udp_open(uint32_t addr, uint16_t port);
 int app_tcp_server_start(struct app_tcp_server *srv);
 void app_tcp_server_stop(struct app_tcp_server *srv);
 /* Write all len bytes (sock_send may take part). Returns 0 or -1 (errno). */

@@ -78,13 +78,15 @@ void sock_wakeup(struct sock *s)
     }
 }
 
-size_t sock_iov_to_buf(const struct sock_iov *v, size_t off, void *buf, size_t len)
+/* Copy len bytes between the iovec array (from off bytes in) and buf, in
+ * the direction to_iov says. Returns the bytes copied. */
+static size_t iov_copy(const struct sock_iov *v, size_t off, uint8_t *buf, size_t len, int to_iov)
 {
-    uint8_t *dst = buf;
     size_t done = 0;
 
     for (size_t i = 0; i < v->iovcnt && done < len; i++) {
         size_t n = v->iov[i].iov_len;
+        uint8_t *base = v->iov[i].iov_base;
         if (off >= n) {
             off -= n;
             continue;
@@ -92,32 +94,24 @@ size_t sock_iov_to_buf(const struct sock_iov *v, size_t off, void *buf, size_t l
         n -= off;
         if (n > len - done)
             n = len - done;
-        memcpy(dst + done, (const uint8_t *)v->iov[i].iov_base + off, n);
+        if (to_iov)
+            memcpy(base + off, buf + done, n);
+        else
+            memcpy(buf + done, base + off, n);
         done += n;
         off = 0;
     }
     return done;
 }
 
+size_t sock_iov_to_buf(const struct sock_iov *v, size_t off, void *buf, size_t len)
+{
+    return iov_copy(v, off, buf, len, 0);
+}
+
 size_t sock_iov_from_buf(const struct sock_iov *v, size_t off, const void *buf, size_t len)
 {
-    const uint8_t *src = buf;
-    size_t done = 0;
-
-    for (size_t i = 0; i < v->iovcnt && done < len; i++) {
-        size_t n = v->iov[i].iov_len;
-        if (off >= n) {
-            off -= n;
-            continue;
-        }
-        n -= off;
-        if (n > len - done)
-            n = len - done;
-        memcpy((uint8_t *)v->iov[i].iov_base + off, src + done, n);
-        done += n;
-        off = 0;
-    }
-    return done;
+    return iov_copy(v, off, (uint8_t *)buf, len, 1);
 }
 
 /* ---- descriptors ----------------------------------------------------------------- */
