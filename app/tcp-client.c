@@ -133,12 +133,13 @@ int main(int argc, char **argv)
         while (!atomic_load(&r.done) && platform_now_ms() < deadline && !app_wait_signal(20))
             ;
     }
+    int server_closed = atomic_load(&r.done); /* before close wakes the reader */
     sock_close(r.sd); /* wakes the reader if it still waits */
     thread_join(&th);
     if (err < 0 || (r.err && r.err != EBADF)) {
         fprintf(stderr, "%s: %s\n", o.prog, strerror(err < 0 ? -err : r.err));
         err = 1;
-    } else if (!atomic_load(&r.done)) {
+    } else if (err == 0 && !server_closed) {
         fprintf(stderr, "%s: the server did not close within %.0f s\n", o.prog, timeout);
         err = 1;
     }

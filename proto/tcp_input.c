@@ -255,12 +255,21 @@ static void syn_sent_input(struct tcp_pcb *pcb, const struct tcp_seg *seg)
 
 /* ---- synchronized states: step 1, sequence numbers ----------------------------------- */
 
-/* The window we accept data into: what the receive buffer can hold. */
+/* The window we accept data into: the larger of what we advertised (the
+ * peer may fill it) and the room we count as free. Both fit in the ring:
+ * it has tcp_rcv_slack() bytes for a window rounded up to its scale. */
 static uint32_t rcv_wnd(struct tcp_pcb *pcb)
 {
+    uint32_t adv = SEQ_GT(pcb->rcv_adv, pcb->rcv_nxt) ? pcb->rcv_adv - pcb->rcv_nxt : 0;
+    uint32_t slack = tcp_rcv_slack(pcb), space, free;
+
     if (!pcb->rcvbuf.buf)
         return tcp_rcv_window_locked(pcb);
-    return (uint32_t)ring_space(&pcb->rcvbuf);
+    space = (uint32_t)ring_space(&pcb->rcvbuf);
+    free = space > slack ? space - slack : 0;
+    if (adv < free)
+        adv = free;
+    return adv < space ? adv : space;
 }
 
 /* RFC 9293 §3.10.7.4, first: the four acceptability cases; then trim the
@@ -271,7 +280,9 @@ static int check_sequence(struct tcp_pcb *pcb, struct tcp_seg *seg)
     int ok;
 
     if (seg->len == 0)
-        ok = wnd == 0 ? seg->seq == nxt : SEQ_GEQ(seg->seq, nxt) && SEQ_LT(seg->seq, nxt + wnd);
+        /* a pure ACK at the right edge is the peer that filled our window:
+         * take it (as Linux and BSD do), or its ACK is lost */
+        ok = wnd == 0 ? seg->seq == nxt : SEQ_GEQ(seg->seq, nxt) && SEQ_LEQ(seg->seq, nxt + wnd);
     else if (wnd == 0)
         /* "special allowance should be made to accept valid ACKs, URGs and
          * RSTs": keep the segment at RCV.NXT for them, its data is cut below */
@@ -372,11 +383,30 @@ static void ack_new_data(struct tcp_pcb *pcb, const struct tcp_seg *seg)
         tcp_rtt_sample_locked(pcb, (uint32_t)(net_now_ms() - pcb->rtt_start));
         pcb->rtt_timing = 0;
     }
-    pcb->retries = 0;
+    if (pcb->retries) { /* the backed-off RTO ends with new data acked */
+        pcb->retries = 0;
+        if (pcb->srtt_ms8) {
+            uint32_t rto = (pcb->srtt_ms8 >> 3) + (pcb->rttvar_ms4 ? pcb->rttvar_ms4 : 1);
+            pcb->rto_ms = rto < net_config.tcp_rto_min_ms ? net_config.tcp_rto_min_ms
+                        : rto > net_config.tcp_rto_max_ms ? net_config.tcp_rto_max_ms : rto;
+        }
+    }
     pcb->backoff = 0;
-    /* RFC 5681 §3.1: slow start, then congestion avoidance */
-    if (pcb->dupacks >= 3) {
-        pcb->cwnd = pcb->ssthresh; /* leave fast recovery */
+    /* RFC 5681 §3.1: slow start, then congestion avoidance; RFC 6582:
+     * in fast recovery, an ACK below `recover` is partial: the next hole
+     * is resent at once and recovery goes on */
+    if (pcb->in_recovery && SEQ_LT(seg->ack, pcb->recover)) {
+        size_t len = pcb->sndbuf.len < pcb->snd_mss ? pcb->sndbuf.len : pcb->snd_mss;
+        pcb->cwnd = pcb->cwnd > acked ? pcb->cwnd - acked + pcb->snd_mss : pcb->snd_mss; /* deflate */
+        STAT_INC(&tcp_stats, TCPSTAT_RETRANS_SEGS);
+        if (len)
+            tcp_send_segment_locked(pcb, TCP_FLG_ACK, pcb->snd_una, 0, len);
+        tcp_rexmt_arm_locked(pcb);
+        tcp_notify_locked(pcb);
+        return;
+    } else if (pcb->in_recovery) {
+        pcb->cwnd = pcb->ssthresh; /* full ACK: leave fast recovery */
+        pcb->in_recovery = 0;
     } else if (pcb->cwnd < pcb->ssthresh) {
         pcb->cwnd += acked < pcb->snd_mss ? acked : pcb->snd_mss;
     } else {
@@ -397,19 +427,20 @@ static void ack_duplicate(struct tcp_pcb *pcb)
     uint32_t flight = pcb->snd_max - pcb->snd_una;
 
     STAT_INC(&tcp_stats, TCPSTAT_IN_DUP_ACKS);
-    if (++pcb->dupacks == 3) {
+    if (++pcb->dupacks == 3 && !pcb->in_recovery) {
         size_t len = pcb->sndbuf.len < pcb->snd_mss ? pcb->sndbuf.len : pcb->snd_mss;
         uint8_t flags = TCP_FLG_ACK;
         pcb->ssthresh = flight / 2 > 2u * pcb->snd_mss ? flight / 2 : 2u * pcb->snd_mss;
         pcb->cwnd = pcb->ssthresh + 3u * pcb->snd_mss;
         pcb->recover = pcb->snd_max;
+        pcb->in_recovery = 1;
         pcb->rtt_timing = 0;
         if (len == 0 && pcb->fin_sent)
             flags |= TCP_FLG_FIN;
         STAT_INC(&tcp_stats, TCPSTAT_FAST_RETRANSMITS);
         STAT_INC(&tcp_stats, TCPSTAT_RETRANS_SEGS);
         tcp_send_segment_locked(pcb, flags, pcb->snd_una, 0, len);
-    } else if (pcb->dupacks > 3) {
+    } else if (pcb->in_recovery) {
         pcb->cwnd += pcb->snd_mss; /* each further dup ACK: a segment left */
     }
 }

@@ -47,10 +47,20 @@ uint8_t tcp_wscale_for(uint32_t size)
     return shift;
 }
 
+uint32_t tcp_rcv_slack(struct tcp_pcb *pcb)
+{
+    return 1u << tcp_wscale_for(pcb->rcvbuf_size);
+}
+
 uint32_t tcp_rcv_window_locked(struct tcp_pcb *pcb)
 {
-    uint32_t cap = pcb->rcvbuf.buf ? (uint32_t)pcb->rcvbuf.cap : pcb->rcvbuf_size;
-    uint32_t free = pcb->rcvbuf.buf ? (uint32_t)ring_space(&pcb->rcvbuf) : cap;
+    /* The ring holds tcp_rcv_slack() bytes more than we count as free: a
+     * scaled window rounded up to its unit never offers room the ring does
+     * not have (see tcp_buffers_alloc_locked). */
+    uint32_t slack = tcp_rcv_slack(pcb);
+    uint32_t space = pcb->rcvbuf.buf ? (uint32_t)ring_space(&pcb->rcvbuf) : pcb->rcvbuf_size + slack;
+    uint32_t cap = pcb->rcvbuf_size;
+    uint32_t free = space > slack ? space - slack : 0;
 
     uint32_t most = 65535u << (pcb->wscale_ok ? pcb->rcv_wscale : 0);
 
@@ -154,7 +164,11 @@ int tcp_send_segment_locked(struct tcp_pcb *pcb, uint8_t flags, uint32_t seq, si
 
 void tcp_send_ack_locked(struct tcp_pcb *pcb)
 {
-    tcp_send_segment_locked(pcb, TCP_FLG_ACK, pcb->snd_nxt, 0, 0);
+    /* After a go-back, snd_nxt points into what we already sent; an ACK
+     * with that sequence number falls below the peer's RCV.NXT and is
+     * dropped with its acknowledgement. A pure ACK says snd_max (BSD does
+     * the same). */
+    tcp_send_segment_locked(pcb, TCP_FLG_ACK, pcb->snd_max, 0, 0);
 }
 
 /* RFC 5961 §7: at most net_config.tcp_challenge_ack_per_s a second. */
@@ -394,6 +408,7 @@ static void rexmt_fire(void *arg)
         pcb->ssthresh = flight / 2 > 2u * pcb->snd_mss ? flight / 2 : 2u * pcb->snd_mss;
         pcb->cwnd = pcb->snd_mss;
         pcb->dupacks = 0;
+        pcb->in_recovery = 0; /* RFC 6582 §3.2 step 4: a timeout ends recovery */
         /* RFC 6298 §5.5: back off; Karn: no sample from a retransmission */
         pcb->rto_ms = pcb->rto_ms * 2 > net_config.tcp_rto_max_ms ? net_config.tcp_rto_max_ms : pcb->rto_ms * 2;
         pcb->rtt_timing = 0;

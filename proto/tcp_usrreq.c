@@ -201,7 +201,7 @@ int tcp_buffers_alloc_locked(struct tcp_pcb *pcb)
 {
     if (!pcb->sndbuf.buf && ring_init(&pcb->sndbuf, pcb->sndbuf_size) < 0)
         return -ENOMEM;
-    if (!pcb->rcvbuf.buf && ring_init(&pcb->rcvbuf, pcb->rcvbuf_size) < 0)
+    if (!pcb->rcvbuf.buf && ring_init(&pcb->rcvbuf, pcb->rcvbuf_size + tcp_rcv_slack(pcb)) < 0)
         return -ENOMEM;
     return 0;
 }
@@ -441,6 +441,7 @@ static void conn_state_reset_locked(struct tcp_pcb *pcb)
     pcb->cwnd = 0;
     pcb->ssthresh = 0xffffffffu;
     pcb->dupacks = 0;
+    pcb->in_recovery = 0;
     pcb->srtt_ms8 = pcb->rttvar_ms4 = 0;
     pcb->rto_ms = net_config.tcp_rto_initial_ms;
     pcb->rtt_timing = 0;

@@ -161,6 +161,7 @@ struct tcp_pcb {
     uint32_t cwnd, ssthresh;       /* [T] bytes */
     uint32_t dupacks;              /* [T] */
     uint32_t recover;              /* [T] snd_max at the last fast retransmit */
+    int in_recovery;               /* [T] NewReno fast recovery (RFC 6582) */
     uint32_t srtt_ms8;             /* [T] smoothed RTT * 8, ms */
     uint32_t rttvar_ms4;           /* [T] RTT variance * 4, ms */
     uint32_t rto_ms;               /* [T] current retransmission timeout */
@@ -220,6 +221,8 @@ void tcp_send_reset_for(const struct tcp_seg *seg);
 uint32_t tcp_rcv_window_locked(struct tcp_pcb *pcb);
 /* The shift that lets a buffer of size bytes be offered (RFC 7323 §2.3). */
 uint8_t tcp_wscale_for(uint32_t size);
+/* Bytes the receive ring has beyond its nominal size (rounding room). */
+uint32_t tcp_rcv_slack(struct tcp_pcb *pcb);
 int tcp_timers_init(struct tcp_pcb *pcb);
 void tcp_timers_cancel_all(struct tcp_pcb *pcb);
 void tcp_timers_destroy(struct tcp_pcb *pcb);
