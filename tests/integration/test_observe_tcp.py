@@ -493,24 +493,29 @@ def test_sigusr1_dump_shows_queued_bytes(kernel_ns):
         s = apps.ns_socket(kernel_ns)
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: small window
+            # a large kernel send buffer, so it can fill both of netstep's
+            # buffers (256 KiB each) before it has to stop
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
             s.settimeout(10)
             s.connect((NETSTEP_IP, 7))
             port = s.getsockname()[1]
             s.setblocking(False)
             pushed = 0
             blob = os.urandom(64 * 1024)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:  # push until the kernel cannot send more
+            deadline = time.monotonic() + 15
+            d = None
+            while time.monotonic() < deadline:  # push, and look, until both queues hold bytes
                 try:
                     pushed += s.send(blob)
+                    continue
                 except BlockingIOError:
-                    time.sleep(0.2)
-                    try:
-                        pushed += s.send(blob)
-                    except BlockingIOError:
-                        break
-            time.sleep(0.5)
-            d = sigusr1_dump(app)
+                    pass
+                time.sleep(0.3)
+                d = sigusr1_dump(app)
+                (c,) = d.tcp(raddr=PEER_IP, rport=port)
+                if c["sendq"] > 0 and c["recvq"] > 0:
+                    break
+            assert d is not None, "the kernel never stopped taking data in 15 s"
             (c,) = d.tcp(raddr=PEER_IP, rport=port)
             assert c["state"] == "ESTABLISHED", c
             check_tcp_line_sane(dict(c, snd_wnd=max(c["snd_wnd"], 1)))
