@@ -10,6 +10,7 @@
 #include <linux/if_tun.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/capability.h>
 #include <sys/ioctl.h>
@@ -114,18 +115,35 @@ unsigned long thread_self_id(void)
     return self_id;
 }
 
+/* The new thread names itself before it runs fn: naming it from here
+ * instead would leave a window in which it logs under its creator's name. */
+static void *thread_trampoline(void *p)
+{
+    struct thread_start st = *(struct thread_start *)p;
+
+    free(p);
+    if (st.name[0])
+        pthread_setname_np(pthread_self(), st.name);
+    return st.fn(st.arg);
+}
+
 int thread_create(struct thread *th, const char *name, void *(*fn)(void *), void *arg)
 {
+    struct thread_start *st;
     int err;
 
     th->started = 0;
-    err = pthread_create(&th->t, NULL, fn, arg);
-    if (err)
+    st = calloc(1, sizeof(*st));
+    if (!st)
+        return -ENOMEM;
+    st->fn = fn;
+    st->arg = arg;
+    if (name)
+        snprintf(st->name, sizeof(st->name), "%s", name);
+    err = pthread_create(&th->t, NULL, thread_trampoline, st);
+    if (err) {
+        free(st);
         return -err;
-    if (name) {
-        char buf[16];
-        snprintf(buf, sizeof(buf), "%s", name);
-        pthread_setname_np(th->t, buf);
     }
     th->started = 1;
     return 0;
