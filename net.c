@@ -72,6 +72,9 @@ struct net_config net_config = {
     .tcp_keep_idle_s = 7200,
     .tcp_keep_intvl_s = 75,
     .tcp_keep_cnt = 9,
+    .tcp_sack = 1,
+    .tcp_timestamps = 1,
+    .tcp_cc = "newreno",
 };
 
 static const char *const net_stat_names[NETSTAT_COUNT] = {

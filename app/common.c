@@ -26,9 +26,10 @@
 #include "proto/udp.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "proto/tcp_cc.h"
 
 enum { OPT_TAP = 256, OPT_ADDR, OPT_GW, OPT_MAC, OPT_PORT, OPT_LOG, OPT_STATS, OPT_PCAP,
-       OPT_FAULT_FIRST, OPT_FAULT_LAST = OPT_FAULT_FIRST + 7, OPT_SET };
+       OPT_FAULT_FIRST, OPT_FAULT_LAST = OPT_FAULT_FIRST + 7, OPT_SET, OPT_CC };
 
 /* The fault injector's options, in the order of their keys. */
 static const char *const fault_opt_names[] = { "drop", "corrupt", "duplicate", "reorder",
@@ -44,6 +45,7 @@ static const struct app_opt common_opts[] = {
     { "stats", 0, OPT_STATS, "          print every counter at exit and on SIGUSR1" },
     { "set", 1, OPT_SET, "NAME=VALUE  set a stack limit (net_config), e.g. sock_rcvbuf_default=65536" },
     { "pcap", 1, OPT_PCAP, "FILE      capture every frame sent and received (Wireshark)" },
+    { "cc", 1, OPT_CC, "NAME        TCP congestion control of new sockets: newreno (default), cubic" },
     { "drop", 1, OPT_FAULT_FIRST + 0, "P         fault injection: drop frames with probability P" },
     { "corrupt", 1, OPT_FAULT_FIRST + 1, "P      flip a byte after the Ethernet header, probability P" },
     { "duplicate", 1, OPT_FAULT_FIRST + 2, "P    send a frame twice, probability P" },
@@ -93,7 +95,7 @@ static const struct {
     F(port_ephemeral_lo), F(port_ephemeral_hi), F(tcp_max_pcbs), F(tcp_syn_backlog), F(tcp_backlog_max),
     F(tcp_syn_retries), F(tcp_retries), F(tcp_rto_initial_ms), F(tcp_rto_min_ms), F(tcp_rto_max_ms),
     F(tcp_delack_ms), F(tcp_msl_ms), F(tcp_fin_wait2_ms), F(tcp_challenge_ack_per_s), F(tcp_keep_idle_s),
-    F(tcp_keep_intvl_s), F(tcp_keep_cnt),
+    F(tcp_keep_intvl_s), F(tcp_keep_cnt), F(tcp_sack), F(tcp_timestamps),
 #undef F
 };
 
@@ -131,6 +133,15 @@ static int common_option(struct app_options *o, int key, const char *arg)
     case OPT_STATS: o->stats = 1; return 0;
     case OPT_SET: return config_set(o, arg);
     case OPT_PCAP: o->pcap = arg; return 0;
+    case OPT_CC:
+        if (!tcp_cc_find(arg)) {
+            char names[64];
+            tcp_cc_list(names, sizeof(names));
+            fprintf(stderr, "%s: --cc %s: unknown; one of: %s\n", o->prog, arg, names);
+            return -1;
+        }
+        snprintf(net_config.tcp_cc, sizeof(net_config.tcp_cc), "%s", arg);
+        return 0;
     case OPT_MAC:
         if (net_hwaddr_pton(arg, o->mac, 6) < 0) {
             fprintf(stderr, "%s: --mac %s: expected six hex bytes like 02:00:00:00:00:02\n", o->prog, arg);

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "proto/sock_var.h"
+#include "proto/tcp_cc.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -596,6 +597,17 @@ static int setopt_tcp(struct sock *s, int name, const void *val, socklen_t len)
 
     if (s->type != SOCK_STREAM)
         return -ENOPROTOOPT;
+    if (name == TCP_CONGESTION) { /* a name, as on Linux: "newreno", "cubic" */
+        char buf[TCP_CC_NAME_MAX] = { 0 };
+        const struct tcp_cc_ops *cc;
+        if (!val || len == 0)
+            return -EINVAL;
+        memcpy(buf, val, len < sizeof(buf) - 1 ? len : sizeof(buf) - 1);
+        if (!(cc = tcp_cc_find(buf)))
+            return -ENOENT;
+        atomic_store(&s->cc, cc);
+        return 0;
+    }
     if ((err = opt_int(val, len, &v)) < 0)
         return err;
     switch (name) {
@@ -712,6 +724,17 @@ int sock_getsockopt(int sd, int level, int optname, void *optval, socklen_t *opt
     if (!optval || !optlen) {
         sock_put(s);
         return fail(-EFAULT);
+    }
+    if (level == IPPROTO_TCP && optname == TCP_CONGESTION && s->type == SOCK_STREAM) {
+        const struct tcp_cc_ops *cc = atomic_load(&s->cc);
+        const char *name = (cc ? cc : tcp_cc_default())->name;
+        size_t n = strlen(name) + 1;
+        sock_put(s);
+        if (*optlen < (socklen_t)n)
+            n = *optlen;
+        memcpy(optval, name, n);
+        *optlen = (socklen_t)n;
+        return 0;
     }
     err = getopt_value(s, level, optname, &v, &ms);
     sock_put(s);

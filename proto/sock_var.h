@@ -44,6 +44,8 @@ struct sock_iov {
     size_t len;   /* total bytes over all iov */
 };
 
+struct tcp_cc_ops;
+
 struct sock_ops {
     int (*attach)(struct sock *s);   /* create the pcb */
     void (*detach)(struct sock *s);  /* close: unlink the pcb, wake waiters */
@@ -92,6 +94,7 @@ struct sock {
     _Atomic int keep_cnt;        /* [a] TCP_KEEPCNT */
     _Atomic int linger_on;       /* [a] SO_LINGER l_onoff */
     _Atomic int linger_s;        /* [a] SO_LINGER l_linger */
+    const struct tcp_cc_ops *_Atomic cc; /* [a] TCP_CONGESTION; NULL: default */
 };
 
 /* Register the transport serving (type, protocol); protocol 0 picks it as

@@ -81,6 +81,19 @@ enum tcp_stat {
     TCPSTAT_SYN_QUEUE_EVICTED, /* oldest half-open dropped for a new SYN */
     TCPSTAT_ACCEPT_QUEUE_FULL,
     TCPSTAT_TIME_WAIT_RECYCLED,
+    TCPSTAT_IN_PAWS_DROPPED,   /* RFC 7323 §5: an old timestamp */
+    TCPSTAT_IN_SACK_BLOCKS,    /* SACK blocks taken into the scoreboard */
+    TCPSTAT_IN_SACK_BAD,       /* SACK blocks outside what we have in flight */
+    TCPSTAT_SACK_FULL,         /* a block the scoreboard had no room for */
+    TCPSTAT_SACK_RECOVERIES,   /* loss recoveries driven by SACK (RFC 6675) */
+    TCPSTAT_SACK_RETRANS_SEGS, /* holes resent during them */
+    TCPSTAT_OUT_SACK_BLOCKS,   /* SACK blocks we sent */
+    TCPSTAT_RTT_TS_SAMPLES,    /* RTT samples taken from timestamps */
+    TCPSTAT_TLP_PROBES,        /* tail loss probes sent (RFC 8985 §7) */
+    TCPSTAT_TLP_RECOVERIES,    /* recoveries a probe's SACK started */
+    TCPSTAT_LOST_RETRANS,      /* resends found lost, resent again */
+    TCPSTAT_LIMITED_TRANSMITS, /* new segments sent on dup ACKs (RFC 3042) */
+    TCPSTAT_EARLY_RETRANSMITS, /* recoveries on fewer dup ACKs (RFC 5827) */
     TCPSTAT_COUNT
 };
 extern struct stats_group tcp_stats;

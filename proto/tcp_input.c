@@ -26,15 +26,18 @@
 
 /* ---- parsing ------------------------------------------------------------------- */
 
-/* Options of a SYN we care about; the rest (window scale, SACK-permitted,
- * timestamps) are parsed for length and ignored, so the peer falls back to
- * plain RFC 9293 behaviour. Returns 0, or -1 if malformed. */
+/* The options we use: MSS and window scale (SYN only), SACK-permitted
+ * (SYN), SACK blocks and timestamps (any segment). Unknown kinds are
+ * skipped by their length. Returns 0, or -1 if malformed. */
 static int parse_options(const uint8_t *opt, size_t len, struct tcp_seg *seg)
 {
     size_t i = 0;
 
     seg->mss = 0;
     seg->has_wscale = 0;
+    seg->sack_perm = 0;
+    seg->has_ts = 0;
+    seg->nsack = 0;
     while (i < len) {
         uint8_t kind = opt[i], olen;
         if (kind == TCP_OPT_EOL)
@@ -55,6 +58,25 @@ static int parse_options(const uint8_t *opt, size_t len, struct tcp_seg *seg)
             seg->has_wscale = 1;
             /* RFC 7323 §2.3: a shift above 14 is taken as 14 */
             seg->wscale = opt[i + 2] > 14 ? 14 : opt[i + 2];
+        } else if (kind == TCP_OPT_SACK_PERM) {
+            if (olen != 2)
+                return -1;
+            seg->sack_perm = 1;
+        } else if (kind == TCP_OPT_SACK) {
+            /* RFC 2018 §3: 2 + 8n bytes; at most 4 blocks fit in 40 */
+            if ((olen - 2) % 8 != 0 || olen < 10 || (olen - 2) / 8 > TCP_SACK_OPT_MAX)
+                return -1;
+            seg->nsack = (olen - 2) / 8;
+            for (int b = 0; b < seg->nsack; b++) {
+                seg->sack[b].start = load32(opt + i + 2 + 8 * b);
+                seg->sack[b].end = load32(opt + i + 6 + 8 * b);
+            }
+        } else if (kind == TCP_OPT_TIMESTAMP) {
+            if (olen != 10) /* RFC 7323 §3.2 */
+                return -1;
+            seg->has_ts = 1;
+            seg->tsval = load32(opt + i + 2);
+            seg->tsecr = load32(opt + i + 6);
         }
         i += olen;
     }
@@ -175,6 +197,18 @@ static void listen_syn_locked(struct tcp_pcb *lpcb, const struct tcp_seg *seg)
         child->snd_wscale = seg->wscale;
         child->rcv_wscale = tcp_wscale_for(child->rcvbuf_size);
     }
+    /* RFC 2018 §2, RFC 7323 §3.2: agreed when the SYN offers them and we
+     * are configured to; our SYN,ACK then carries them too */
+    child->sack_ok = seg->sack_perm && net_config.tcp_sack;
+    child->ts_ok = seg->has_ts && net_config.tcp_timestamps;
+    child->ts_offset = child->iss * 2654435761u;
+    if (child->ts_ok) {
+        child->ts_recent = seg->tsval;
+        child->ts_recent_ms = net_now_ms();
+    }
+    child->recover = child->iss;
+    child->high_rxt = child->lost_below = child->iss;
+    child->cc = lpcb->cc;
     synq_append_locked(lpcb, child);
     tcp_set_state_locked(child, TCPS_SYN_RECEIVED);
     STAT_INC(&tcp_stats, TCPSTAT_PASSIVE_OPENS);
@@ -228,12 +262,19 @@ static void syn_sent_input(struct tcp_pcb *pcb, const struct tcp_seg *seg)
     } else {
         pcb->rcv_wscale = 0; /* scaling is off both ways */
     }
+    pcb->sack_ok = pcb->sack_ok && seg->sack_perm; /* we offered; did the peer? */
+    pcb->ts_ok = pcb->ts_ok && seg->has_ts;
+    if (pcb->ts_ok) {
+        pcb->ts_recent = seg->tsval;
+        pcb->ts_recent_ms = net_now_ms();
+    }
     pcb->snd_wnd = pcb->max_snd_wnd = seg->wnd; /* never scaled in a SYN */
     pcb->snd_wl1 = seg->seq;
     pcb->snd_wl2 = seg->ack;
     pcb->cwnd = 10u * pcb->snd_mss < 14600 ? 10u * pcb->snd_mss : 14600; /* RFC 6928 */
     if (pcb->cwnd < 2u * pcb->snd_mss)
         pcb->cwnd = 2u * pcb->snd_mss;
+    pcb->cc->init(pcb);
     if (ack_ok) {
         pcb->snd_una = seg->ack;
         net_timer_cancel(&pcb->rexmt);
@@ -366,10 +407,91 @@ static int check_syn(struct tcp_pcb *pcb, const struct tcp_seg *seg)
 
 /* ---- step 5: ACK ------------------------------------------------------------------------ */
 
+/* ---- the SACK scoreboard (RFC 2018, RFC 6675 Update()) ---------------------------- */
+
+/* Fold [start, end) into the sorted, disjoint ranges r[0..*n), merging
+ * every range it touches. Returns -1 if it needs a new slot and *n == max. */
+static int range_insert(struct tcp_sack_blk *r, int *n, int max, uint32_t start, uint32_t end)
+{
+    int i = 0, j;
+
+    while (i < *n && SEQ_LT(r[i].end, start))
+        i++;
+    j = i;
+    while (j < *n && SEQ_LEQ(r[j].start, end)) {
+        if (SEQ_LT(r[j].start, start))
+            start = r[j].start;
+        if (SEQ_GT(r[j].end, end))
+            end = r[j].end;
+        j++;
+    }
+    if (j == i && *n == max)
+        return -1;
+    memmove(&r[i + 1], &r[j], (size_t)(*n - j) * sizeof(r[0]));
+    *n -= j - i - 1;
+    r[i] = (struct tcp_sack_blk){ start, end };
+    return 0;
+}
+
+/* Fold a SACK block into the scoreboard. Returns the bytes that were not
+ * SACKed before, or 0 (also when there is no room). */
+static uint32_t sack_insert(struct tcp_pcb *pcb, uint32_t start, uint32_t end)
+{
+    uint32_t before = 0, after = 0;
+
+    for (int k = 0; k < pcb->nsacked; k++)
+        before += pcb->sacked[k].end - pcb->sacked[k].start;
+    if (range_insert(pcb->sacked, &pcb->nsacked, TCP_SACK_MAX, start, end) < 0) {
+        STAT_INC(&tcp_stats, TCPSTAT_SACK_FULL);
+        return 0;
+    }
+    for (int k = 0; k < pcb->nsacked; k++)
+        after += pcb->sacked[k].end - pcb->sacked[k].start;
+    return after - before;
+}
+
+/* snd_una moved: forget what it passed. */
+static void sack_trim(struct tcp_pcb *pcb)
+{
+    int k = 0;
+
+    while (k < pcb->nsacked && SEQ_LEQ(pcb->sacked[k].end, pcb->snd_una))
+        k++;
+    memmove(&pcb->sacked[0], &pcb->sacked[k], (size_t)(pcb->nsacked - k) * sizeof(pcb->sacked[0]));
+    pcb->nsacked -= k;
+    if (pcb->nsacked && SEQ_LT(pcb->sacked[0].start, pcb->snd_una))
+        pcb->sacked[0].start = pcb->snd_una;
+    if (SEQ_LT(pcb->high_rxt, pcb->snd_una))
+        pcb->high_rxt = pcb->snd_una;
+}
+
+/* Take a segment's SACK blocks. Returns the bytes newly SACKed. A block
+ * must lie within what is in flight beyond the ACK; anything else (a
+ * D-SACK below it, RFC 2883, or garbage) is counted and ignored. */
+static uint32_t sack_update(struct tcp_pcb *pcb, const struct tcp_seg *seg)
+{
+    uint32_t newly = 0;
+
+    for (int b = 0; b < seg->nsack; b++) {
+        uint32_t start = seg->sack[b].start, end = seg->sack[b].end;
+        if (!SEQ_LT(start, end) || SEQ_LEQ(start, seg->ack) || SEQ_LT(start, pcb->snd_una) ||
+            SEQ_GT(end, pcb->snd_max)) {
+            STAT_INC(&tcp_stats, TCPSTAT_IN_SACK_BAD);
+            log_debug(LOG_TCP, "sack block %u-%u ignored (una %u, max %u)", start, end, pcb->snd_una,
+                      pcb->snd_max);
+            continue;
+        }
+        STAT_INC(&tcp_stats, TCPSTAT_IN_SACK_BLOCKS);
+        newly += sack_insert(pcb, start, end);
+    }
+    return newly;
+}
+
 static void ack_new_data(struct tcp_pcb *pcb, const struct tcp_seg *seg)
 {
     uint32_t acked = seg->ack - pcb->snd_una;
     size_t data = acked;
+    uint64_t now = net_now_ms();
 
     if (pcb->fin_sent && SEQ_GT(seg->ack, pcb->fin_seq))
         data--; /* the FIN takes a sequence number, not a byte */
@@ -379,8 +501,19 @@ static void ack_new_data(struct tcp_pcb *pcb, const struct tcp_seg *seg)
     pcb->snd_una = seg->ack;
     if (SEQ_LT(pcb->snd_nxt, pcb->snd_una))
         pcb->snd_nxt = pcb->snd_una;
-    if (pcb->rtt_timing && SEQ_GT(seg->ack, pcb->rtt_seq)) {
-        tcp_rtt_sample_locked(pcb, (uint32_t)(net_now_ms() - pcb->rtt_start));
+    sack_trim(pcb);
+    if (pcb->tlp_out && SEQ_GEQ(pcb->snd_una, pcb->tlp_end))
+        pcb->tlp_out = 0; /* the probe's episode is over */
+    if (pcb->ts_ok && seg->has_ts && seg->tsecr != 0) {
+        /* RFC 7323 §4.1: the echoed TSval times this ACK, retransmission
+         * or not (no Karn ambiguity); only ACKs of new data are used */
+        uint32_t rtt = tcp_ts_now(pcb) - seg->tsecr;
+        if ((int32_t)rtt >= 0 && rtt < 60000) {
+            tcp_rtt_sample_locked(pcb, rtt);
+            STAT_INC(&tcp_stats, TCPSTAT_RTT_TS_SAMPLES);
+        }
+    } else if (pcb->rtt_timing && SEQ_GT(seg->ack, pcb->rtt_seq)) {
+        tcp_rtt_sample_locked(pcb, (uint32_t)(now - pcb->rtt_start));
         pcb->rtt_timing = 0;
     }
     if (pcb->retries) { /* the backed-off RTO ends with new data acked */
@@ -392,55 +525,116 @@ static void ack_new_data(struct tcp_pcb *pcb, const struct tcp_seg *seg)
         }
     }
     pcb->backoff = 0;
-    /* RFC 5681 §3.1: slow start, then congestion avoidance; RFC 6582:
-     * in fast recovery, an ACK below `recover` is partial: the next hole
-     * is resent at once and recovery goes on */
     if (pcb->in_recovery && SEQ_LT(seg->ack, pcb->recover)) {
-        size_t len = pcb->sndbuf.len < pcb->snd_mss ? pcb->sndbuf.len : pcb->snd_mss;
-        pcb->cwnd = pcb->cwnd > acked ? pcb->cwnd - acked + pcb->snd_mss : pcb->snd_mss; /* deflate */
-        STAT_INC(&tcp_stats, TCPSTAT_RETRANS_SEGS);
-        if (len)
-            tcp_send_segment_locked(pcb, TCP_FLG_ACK, pcb->snd_una, 0, len);
+        if (pcb->sack_ok) {
+            /* RFC 6675 §5 (C): a partial ACK changes nothing but the
+             * scoreboard; tcp_output_locked sends what the pipe allows */
+        } else {
+            /* RFC 6582 §3.2 step 5: partial ACK: the next hole is resent
+             * at once, cwnd deflates by what was acked, recovery goes on */
+            uint32_t mss = tcp_seg_size_locked(pcb);
+            size_t len = pcb->sndbuf.len < mss ? pcb->sndbuf.len : mss;
+            pcb->cwnd = pcb->cwnd > acked ? pcb->cwnd - acked + pcb->snd_mss : pcb->snd_mss;
+            STAT_INC(&tcp_stats, TCPSTAT_RETRANS_SEGS);
+            if (len)
+                tcp_send_segment_locked(pcb, TCP_FLG_ACK, pcb->snd_una, 0, len);
+        }
         tcp_rexmt_arm_locked(pcb);
         tcp_notify_locked(pcb);
         return;
     } else if (pcb->in_recovery) {
-        pcb->cwnd = pcb->ssthresh; /* full ACK: leave fast recovery */
-        pcb->in_recovery = 0;
-    } else if (pcb->cwnd < pcb->ssthresh) {
-        pcb->cwnd += acked < pcb->snd_mss ? acked : pcb->snd_mss;
+        pcb->in_recovery = 0; /* full ACK: leave fast recovery */
+        pcb->cc->recovered(pcb, now);
+        tcp_cc_trace_locked(pcb, "recovered");
     } else {
-        uint32_t inc = (uint32_t)pcb->snd_mss * pcb->snd_mss / pcb->cwnd;
-        pcb->cwnd += inc ? inc : 1;
+        pcb->cc->ack(pcb, acked, now); /* RFC 5681 §3.1 or the algorithm's own */
+        tcp_cc_trace_locked(pcb, "ack");
     }
     pcb->dupacks = 0;
-    if (pcb->snd_una == pcb->snd_max)
+    if (pcb->snd_una == pcb->snd_max) {
         net_timer_cancel(&pcb->rexmt);
-    else
+        net_timer_cancel(&pcb->tlp);
+    } else {
         tcp_rexmt_arm_locked(pcb); /* RFC 6298 §5.3: restart */
+        tcp_tlp_arm_locked(pcb);
+    }
     tcp_notify_locked(pcb);        /* room in the send buffer */
 }
 
-/* RFC 5681 §3.2: the third duplicate ACK resends the first unacked segment */
-static void ack_duplicate(struct tcp_pcb *pcb)
+/* Fast retransmit (RFC 5681 §3.2), entering recovery: NewReno (RFC 6582)
+ * without SACK, RFC 6675 with it. */
+static void enter_recovery(struct tcp_pcb *pcb)
 {
-    uint32_t flight = pcb->snd_max - pcb->snd_una;
+    uint32_t mss = tcp_seg_size_locked(pcb);
 
-    STAT_INC(&tcp_stats, TCPSTAT_IN_DUP_ACKS);
-    if (++pcb->dupacks == 3 && !pcb->in_recovery) {
-        size_t len = pcb->sndbuf.len < pcb->snd_mss ? pcb->sndbuf.len : pcb->snd_mss;
+    pcb->recover = pcb->snd_max; /* RecoveryPoint = HighData */
+    pcb->in_recovery = 1;
+    pcb->tlp_out = pcb->tlp_rec_used = 0;
+    net_timer_cancel(&pcb->tlp);
+    pcb->rtt_timing = 0;
+    pcb->snd_nxt = pcb->snd_max;
+    pcb->cc->congestion(pcb, TCP_CC_FAST, net_now_ms()); /* ssthresh, cwnd = ssthresh */
+    STAT_INC(&tcp_stats, TCPSTAT_FAST_RETRANSMITS);
+    tcp_cc_trace_locked(pcb, pcb->sack_ok ? "sack-recovery" : "fast-retransmit");
+    if (pcb->sack_ok) {
+        /* RFC 6675 §5 step 4.3: resend the first segment, then (4.4) let
+         * tcp_output_locked fill cwnd - pipe */
+        uint32_t hole = pcb->nsacked ? pcb->sacked[0].start - pcb->snd_una : pcb->snd_max - pcb->snd_una;
+        uint32_t n;
+        STAT_INC(&tcp_stats, TCPSTAT_SACK_RECOVERIES);
+        pcb->high_rxt = pcb->snd_una;
+        if (hole > mss)
+            hole = mss;
         uint8_t flags = TCP_FLG_ACK;
-        pcb->ssthresh = flight / 2 > 2u * pcb->snd_mss ? flight / 2 : 2u * pcb->snd_mss;
-        pcb->cwnd = pcb->ssthresh + 3u * pcb->snd_mss;
-        pcb->recover = pcb->snd_max;
-        pcb->in_recovery = 1;
-        pcb->rtt_timing = 0;
+        size_t data = pcb->sndbuf.len < hole ? pcb->sndbuf.len : hole;
+        if (pcb->fin_sent && pcb->snd_una + data == pcb->fin_seq && data < hole)
+            flags |= TCP_FLG_FIN;
+        n = (uint32_t)data + ((flags & TCP_FLG_FIN) ? 1 : 0);
+        STAT_INC(&tcp_stats, TCPSTAT_RETRANS_SEGS);
+        STAT_INC(&tcp_stats, TCPSTAT_SACK_RETRANS_SEGS);
+        if (n && tcp_send_segment_locked(pcb, flags, pcb->snd_una, 0, data) == 0) {
+            pcb->high_rxt = pcb->snd_una + n;
+            tcp_note_una_resent_locked(pcb);
+        }
+        return;
+    }
+    {
+        size_t len = pcb->sndbuf.len < mss ? pcb->sndbuf.len : mss;
+        uint8_t flags = TCP_FLG_ACK;
+        pcb->cwnd = pcb->ssthresh + 3u * pcb->snd_mss; /* RFC 6582 §3.2 step 2: inflate */
         if (len == 0 && pcb->fin_sent)
             flags |= TCP_FLG_FIN;
-        STAT_INC(&tcp_stats, TCPSTAT_FAST_RETRANSMITS);
         STAT_INC(&tcp_stats, TCPSTAT_RETRANS_SEGS);
         tcp_send_segment_locked(pcb, flags, pcb->snd_una, 0, len);
-    } else if (pcb->in_recovery) {
+    }
+}
+
+/* A duplicate ACK: the classic kind (RFC 5681 §2), or one bringing new SACK
+ * information (RFC 6675 §2). The third, or SACKs that show the first
+ * segment lost, start recovery, unless one ran or a timeout struck since
+ * the data now outstanding was sent (RFC 6582 §3.2 step 2). */
+static void ack_duplicate(struct tcp_pcb *pcb)
+{
+    STAT_INC(&tcp_stats, TCPSTAT_IN_DUP_ACKS);
+    pcb->dupacks++;
+    if (!pcb->in_recovery) {
+        uint32_t flight = pcb->snd_max - pcb->snd_una, oseg = (flight + pcb->snd_mss - 1) / pcb->snd_mss;
+        size_t off = (size_t)(pcb->snd_nxt - pcb->snd_una);
+        int can_send_new = off < pcb->sndbuf.len && SEQ_LT(pcb->snd_nxt, pcb->snd_una + pcb->snd_wnd);
+        unsigned thresh = TCP_DUPTHRESH;
+        /* RFC 5827 early retransmit: with fewer than four segments out and
+         * nothing new to send, fewer duplicate ACKs will ever come */
+        if (oseg < 4 && !can_send_new)
+            thresh = oseg > 1 ? oseg - 1 : 1;
+        if (SEQ_GEQ(pcb->snd_una, pcb->recover) &&
+            (pcb->dupacks >= thresh || (pcb->sack_ok && tcp_sack_is_lost(pcb, pcb->snd_una)))) {
+            if (pcb->dupacks < TCP_DUPTHRESH && !(pcb->sack_ok && tcp_sack_is_lost(pcb, pcb->snd_una)))
+                STAT_INC(&tcp_stats, TCPSTAT_EARLY_RETRANSMITS);
+            if (SEQ_LT(pcb->snd_una, pcb->lost_below))
+                STAT_INC(&tcp_stats, TCPSTAT_TLP_RECOVERIES);
+            enter_recovery(pcb);
+        }
+    } else if (!pcb->sack_ok) {
         pcb->cwnd += pcb->snd_mss; /* each further dup ACK: a segment left */
     }
 }
@@ -486,6 +680,8 @@ static int ack_of_fin(struct tcp_pcb *pcb)
 /* Returns 1 if the segment was consumed (or the pcb is gone). */
 static int check_ack(struct tcp_pcb *pcb, const struct tcp_seg *seg)
 {
+    uint32_t newly_sacked;
+
     if (!(seg->flg & TCP_FLG_ACK))
         return 1; /* no ACK: drop */
     if (pcb->state == TCPS_SYN_RECEIVED) {
@@ -525,10 +721,32 @@ static int check_ack(struct tcp_pcb *pcb, const struct tcp_seg *seg)
         return 1;
     }
     pcb->persist_unanswered = 0; /* the peer is alive */
+    newly_sacked = pcb->sack_ok && seg->nsack ? sack_update(pcb, seg) : 0;
+    if (newly_sacked && pcb->nsacked) {
+        uint32_t top = pcb->sacked[pcb->nsacked - 1].end;
+        /* RFC 8985 §7.4: the probe got through above a hole: what was sent
+         * before it, two RTTs earlier, is lost */
+        if (pcb->tlp_out && SEQ_GT(top, pcb->tlp_seq) && SEQ_GT(pcb->tlp_seq, pcb->snd_una)) {
+            pcb->lost_below = pcb->tlp_seq;
+            pcb->tlp_out = 0;
+        }
+        /* our resend of the first hole is lost if data sent after it has
+         * arrived (RFC 8985's rule, for the one hole we track): again */
+        if (pcb->una_rxt && pcb->una_rxt_seq == pcb->snd_una && SEQ_GT(top, pcb->una_rxt_max + pcb->snd_mss) &&
+            seg->ack == pcb->snd_una && (pcb->in_recovery || SEQ_LT(pcb->snd_una, pcb->recover))) {
+            STAT_INC(&tcp_stats, TCPSTAT_LOST_RETRANS);
+            pcb->una_rxt = 0;
+            if (pcb->in_recovery)
+                pcb->high_rxt = pcb->snd_una;
+            else /* resending after a timeout: go back once more (SACKed data is skipped) */
+                pcb->snd_nxt = pcb->snd_una;
+        }
+    }
     if (SEQ_GT(seg->ack, pcb->snd_una))
         ack_new_data(pcb, seg);
-    else if (seg->ack == pcb->snd_una && seg->dlen == 0 && !(seg->flg & TCP_FLG_FIN) &&
-             seg->wnd == pcb->snd_wnd && seg->wnd != 0 && pcb->snd_una != pcb->snd_max)
+    else if (seg->ack == pcb->snd_una && pcb->snd_una != pcb->snd_max &&
+             (newly_sacked > 0 || (seg->dlen == 0 && !(seg->flg & TCP_FLG_FIN) && seg->wnd == pcb->snd_wnd &&
+                                   seg->wnd != 0)))
         ack_duplicate(pcb);
     if (SEQ_LEQ(pcb->snd_una, seg->ack))
         update_window(pcb, seg);
@@ -546,23 +764,7 @@ static int check_ack(struct tcp_pcb *pcb, const struct tcp_seg *seg)
 
 static void ooo_insert(struct tcp_pcb *pcb, uint32_t start, uint32_t end)
 {
-    int i = 0, j;
-
-    while (i < pcb->nooo && SEQ_LT(pcb->ooo[i].end, start))
-        i++;
-    /* merge every range that touches [start, end) */
-    j = i;
-    while (j < pcb->nooo && SEQ_LEQ(pcb->ooo[j].start, end)) {
-        if (SEQ_LT(pcb->ooo[j].start, start))
-            start = pcb->ooo[j].start;
-        if (SEQ_GT(pcb->ooo[j].end, end))
-            end = pcb->ooo[j].end;
-        j++;
-    }
-    memmove(&pcb->ooo[i + 1], &pcb->ooo[j], (size_t)(pcb->nooo - j) * sizeof(pcb->ooo[0]));
-    pcb->nooo -= j - i - 1;
-    pcb->ooo[i].start = start;
-    pcb->ooo[i].end = end;
+    range_insert(pcb->ooo, &pcb->nooo, TCP_OOO_MAX, start, end); /* ooo_full checked for room */
 }
 
 /* Would inserting [start, end) need a new slot we do not have? */
@@ -625,6 +827,7 @@ static void receive_text(struct tcp_pcb *pcb, const struct tcp_seg *seg)
     if (off > 0) {
         STAT_INC(&tcp_stats, TCPSTAT_IN_OOO_SEGS);
         ooo_insert(pcb, seg->seq, seg->seq + seg->dlen);
+        pcb->ooo_last = seg->seq; /* its range leads our SACK blocks */
         pcb->ack_now = 1; /* RFC 5681 §4.2: out of order: ACK at once */
         return;
     }
@@ -677,13 +880,39 @@ static void receive_fin(struct tcp_pcb *pcb, const struct tcp_seg *seg)
 
 /* ---- synchronized states ---------------------------------------------------------- */
 
+/* RFC 7323 §5.3 R1, PAWS: a timestamp older than TS.Recent marks an old
+ * duplicate (sequence numbers may have wrapped): drop it. */
+static int paws_reject(struct tcp_pcb *pcb, const struct tcp_seg *seg)
+{
+    uint64_t now;
+
+    if (!pcb->ts_ok || !seg->has_ts || (seg->flg & TCP_FLG_RST) || (int32_t)(seg->tsval - pcb->ts_recent) >= 0)
+        return 0;
+    now = net_now_ms();
+    if (now - pcb->ts_recent_ms > 24ull * 24 * 3600 * 1000) {
+        /* RFC 7323 §5.5: after 24 idle days TS.Recent is no longer valid */
+        pcb->ts_recent = seg->tsval;
+        pcb->ts_recent_ms = now;
+        return 0;
+    }
+    return 1;
+}
+
 static void sync_input(struct tcp_pcb *pcb, struct tcp_seg *seg)
 {
+    uint32_t seq0 = seg->seq;
+
     if (pcb->wscale_ok && !(seg->flg & TCP_FLG_SYN))
         seg->wnd <<= pcb->snd_wscale; /* RFC 7323 §2.3 */
     if (pcb->state == TCPS_SYN_RECEIVED && (seg->flg & TCP_FLG_SYN) && !(seg->flg & TCP_FLG_ACK) &&
         seg->seq == pcb->irs) { /* the peer did not get our SYN,ACK: again */
         tcp_send_segment_locked(pcb, TCP_FLG_SYN | TCP_FLG_ACK, pcb->iss, 0, 0);
+        return;
+    }
+    if (paws_reject(pcb, seg)) {
+        STAT_INC(&tcp_stats, TCPSTAT_IN_PAWS_DROPPED);
+        log_debug(LOG_TCP, "paws: TSval %u older than TS.Recent %u: drop", seg->tsval, pcb->ts_recent);
+        tcp_send_ack_locked(pcb); /* R1: acknowledge, and drop */
         return;
     }
     if (check_sequence(pcb, seg) < 0) { /* step 1 */
@@ -694,6 +923,13 @@ static void sync_input(struct tcp_pcb *pcb, struct tcp_seg *seg)
             tcp_send_ack_locked(pcb);
         }
         return;
+    }
+    /* RFC 7323 §4.3 (2): remember the TSval of a segment that starts at or
+     * before the left edge we last acknowledged */
+    if (pcb->ts_ok && seg->has_ts && (int32_t)(seg->tsval - pcb->ts_recent) >= 0 &&
+        SEQ_LEQ(seq0, pcb->last_ack_sent)) {
+        pcb->ts_recent = seg->tsval;
+        pcb->ts_recent_ms = net_now_ms();
     }
     if (check_rst(pcb, seg) || check_syn(pcb, seg)) /* steps 2 and 4 */
         return;

@@ -79,15 +79,89 @@ uint32_t tcp_rcv_window_locked(struct tcp_pcb *pcb)
     return wnd;
 }
 
-static size_t write_options(uint8_t *opt, struct tcp_pcb *pcb, uint8_t flags)
+uint32_t tcp_ts_now(struct tcp_pcb *pcb)
+{
+    /* RFC 7323 §5.4: a clock ticking every 1 ms to 1 s; ours is the
+     * stack's millisecond clock plus a random per-connection offset, so
+     * TSval says nothing about the host's uptime (RFC 7323 §7.1). */
+    return (uint32_t)net_now_ms() + pcb->ts_offset;
+}
+
+/* SACK blocks to report now (RFC 2018 §4): the range holding the segment
+ * that arrived last goes first, then the other held ranges, as many as
+ * fit beside the timestamps option. Returns how many went into blk. */
+static int sack_blocks(struct tcp_pcb *pcb, struct tcp_sack_blk *blk)
+{
+    int n = 0, max = pcb->ts_ok ? 3 : 4, first = -1;
+
+    if (!pcb->sack_ok || pcb->nooo == 0)
+        return 0;
+    for (int i = 0; i < pcb->nooo; i++) {
+        if (SEQ_LEQ(pcb->ooo[i].start, pcb->ooo_last) && SEQ_LT(pcb->ooo_last, pcb->ooo[i].end)) {
+            first = i;
+            break;
+        }
+    }
+    if (first >= 0)
+        blk[n++] = (struct tcp_sack_blk){ pcb->ooo[first].start, pcb->ooo[first].end };
+    for (int i = 0; i < pcb->nooo && n < max; i++)
+        if (i != first)
+            blk[n++] = (struct tcp_sack_blk){ pcb->ooo[i].start, pcb->ooo[i].end };
+    return n;
+}
+
+uint32_t tcp_seg_size_locked(struct tcp_pcb *pcb)
+{
+    struct tcp_sack_blk blk[TCP_SACK_OPT_MAX];
+    uint32_t opt = pcb->ts_ok ? 12 : 0;
+    int n = sack_blocks(pcb, blk);
+
+    if (n)
+        opt += 4 + 8u * (uint32_t)n;
+    return pcb->snd_mss > opt + 64 ? pcb->snd_mss - opt : 64;
+}
+
+/* The options of a segment with len bytes of data. A SYN offers what we
+ * support (RFC 9293 §3.7.1 MSS, RFC 7323 window scale and timestamps,
+ * RFC 2018 SACK-permitted); a SYN,ACK answers only what the peer's SYN
+ * offered. Later segments carry timestamps once agreed, and SACK blocks
+ * while we hold data out of order, as many as leave len bytes room. */
+static size_t write_options(uint8_t *opt, struct tcp_pcb *pcb, uint8_t flags, size_t len)
 {
     struct ip_iface *iface;
     uint32_t nexthop;
     uint16_t mss = 536;
     size_t n = 0;
 
-    if (!(flags & TCP_FLG_SYN))
-        return 0;
+    if (!(flags & TCP_FLG_SYN)) {
+        struct tcp_sack_blk blk[TCP_SACK_OPT_MAX];
+        int nb = (flags & TCP_FLG_RST) ? 0 : sack_blocks(pcb, blk);
+        if (pcb->ts_ok) {
+            opt[n++] = TCP_OPT_NOP;
+            opt[n++] = TCP_OPT_NOP;
+            opt[n++] = TCP_OPT_TIMESTAMP;
+            opt[n++] = 10;
+            store32(opt + n, tcp_ts_now(pcb));
+            store32(opt + n + 4, pcb->ts_recent);
+            n += 8;
+        }
+        /* never let the blocks push a full segment past the MSS */
+        while (nb > 0 && len > 0 && n + 4 + 8u * (size_t)nb + len > pcb->snd_mss)
+            nb--;
+        if (nb > 0) {
+            opt[n++] = TCP_OPT_NOP;
+            opt[n++] = TCP_OPT_NOP;
+            opt[n++] = TCP_OPT_SACK;
+            opt[n++] = (uint8_t)(2 + 8 * nb);
+            for (int b = 0; b < nb; b++) {
+                store32(opt + n, blk[b].start);
+                store32(opt + n + 4, blk[b].end);
+                n += 8;
+            }
+            stat_add(&tcp_stats, TCPSTAT_OUT_SACK_BLOCKS, (uint64_t)nb);
+        }
+        return n;
+    }
     /* RFC 9293 §3.7.1: announce the largest segment we can receive */
     if (ip_route_lookup(pcb->remote.addr, &iface, &nexthop) == 0)
         mss = (uint16_t)(iface->iface.dev->mtu - IP_HDR_SIZE_MIN - TCP_HDR_SIZE_MIN);
@@ -95,6 +169,28 @@ static size_t write_options(uint8_t *opt, struct tcp_pcb *pcb, uint8_t flags)
     opt[n++] = 4;
     store16(opt + n, mss);
     n += 2;
+    /* In SYN-SENT and SYN-RECEIVED, sack_ok and ts_ok say what this SYN
+     * offers; a SYN,ACK offers them only if the peer's SYN did. */
+    if (pcb->sack_ok && pcb->ts_ok) {
+        opt[n++] = TCP_OPT_SACK_PERM;
+        opt[n++] = 2;
+    } else {
+        opt[n++] = TCP_OPT_NOP;
+        opt[n++] = TCP_OPT_NOP;
+        if (pcb->sack_ok) {
+            opt[n++] = TCP_OPT_SACK_PERM;
+            opt[n++] = 2;
+        }
+    }
+    if (pcb->ts_ok) {
+        opt[n++] = TCP_OPT_TIMESTAMP;
+        opt[n++] = 10;
+        store32(opt + n, tcp_ts_now(pcb));
+        store32(opt + n + 4, (flags & TCP_FLG_ACK) ? pcb->ts_recent : 0);
+        n += 8;
+    } else if (!pcb->sack_ok) {
+        n -= 2; /* the two NOPs padded nothing */
+    }
     /* RFC 7323 §2.2: offer window scaling in a SYN; in a SYN,ACK only if
      * the peer's SYN offered it */
     if (!(flags & TCP_FLG_ACK) || pcb->wscale_ok) {
@@ -109,7 +205,7 @@ static size_t write_options(uint8_t *opt, struct tcp_pcb *pcb, uint8_t flags)
 int tcp_send_segment_locked(struct tcp_pcb *pcb, uint8_t flags, uint32_t seq, size_t off, size_t len)
 {
     uint8_t opt[TCP_HDR_SIZE_MAX - TCP_HDR_SIZE_MIN];
-    size_t optlen = write_options(opt, pcb, flags), hlen = TCP_HDR_SIZE_MIN + optlen;
+    size_t optlen = write_options(opt, pcb, flags, len), hlen = TCP_HDR_SIZE_MIN + optlen;
     struct pbuf *pb = pbuf_alloc(PBUF_HEADROOM, hlen + len);
     struct tcp_hdr *hdr;
     uint32_t wnd;
@@ -148,6 +244,7 @@ int tcp_send_segment_locked(struct tcp_pcb *pcb, uint8_t flags, uint32_t seq, si
     store16(&hdr->sum, cksum16(pb->data, pb->len,
                                cksum_pseudo(pcb->local.addr, pcb->remote.addr, IP_PROTOCOL_TCP, (uint16_t)pb->len)));
     if (flags & TCP_FLG_ACK) { /* this segment carries our ACK */
+        pcb->last_ack_sent = pcb->rcv_nxt;
         if (SEQ_GT(pcb->rcv_nxt + wnd, pcb->rcv_adv))
             pcb->rcv_adv = pcb->rcv_nxt + wnd;
         pcb->acks_pending = 0;
@@ -225,6 +322,136 @@ void tcp_send_reset_for(const struct tcp_seg *seg)
     ip_output(IP_PROTOCOL_TCP, pb, seg->dst, seg->src);
 }
 
+void tcp_cc_trace_locked(struct tcp_pcb *pcb, const char *event)
+{
+    char l[IP_ADDR_STR_LEN], r[IP_ADDR_STR_LEN];
+
+    if (!log_enabled(LOG_CC, LOG_LEVEL_DEBUG))
+        return;
+    log_debug(LOG_CC, "%s:%u %s:%u %s %s cwnd %u ssthresh %u flight %u pipe %u srtt %u rto %u",
+              ip_addr_ntop(pcb->local.addr, l, sizeof(l)), pcb->local.port,
+              ip_addr_ntop(pcb->remote.addr, r, sizeof(r)), pcb->remote.port, pcb->cc->name, event, pcb->cwnd,
+              pcb->ssthresh, pcb->snd_max - pcb->snd_una,
+              pcb->in_recovery && pcb->sack_ok ? tcp_sack_pipe(pcb) : pcb->snd_max - pcb->snd_una,
+              pcb->srtt_ms8 >> 3, pcb->rto_ms);
+}
+
+/* ---- the SACK scoreboard (RFC 6675) -------------------------------------------------- */
+
+/* Bytes and blocks the peer SACKed above seq. */
+static uint32_t sacked_above(struct tcp_pcb *pcb, uint32_t seq, int *blocks)
+{
+    uint32_t bytes = 0;
+
+    *blocks = 0;
+    for (int i = 0; i < pcb->nsacked; i++) {
+        const struct tcp_sack_blk *b = &pcb->sacked[i];
+        if (SEQ_GT(b->end, seq)) {
+            bytes += b->end - (SEQ_GT(b->start, seq) ? b->start : seq);
+            ++*blocks;
+        }
+    }
+    return bytes;
+}
+
+/* RFC 6675 §4 IsLost(seq): DupThresh separate SACKed ranges above it, or
+ * more than (DupThresh - 1) segments' worth of SACKed bytes. */
+int tcp_sack_is_lost(struct tcp_pcb *pcb, uint32_t seq)
+{
+    int blocks;
+    uint32_t bytes = sacked_above(pcb, seq, &blocks);
+
+    if (SEQ_LT(seq, pcb->lost_below))
+        return 1; /* sent before a tail loss probe the peer SACKed */
+    return blocks >= TCP_DUPTHRESH || bytes > (uint32_t)(TCP_DUPTHRESH - 1) * pcb->snd_mss;
+}
+
+/* RFC 6675 §4 SetPipe(): the bytes we believe are still in the network.
+ * A hole below the highest SACK counts unless it is deemed lost, and once
+ * more if we resent it; what lies above the highest SACK counts. */
+uint32_t tcp_sack_pipe(struct tcp_pcb *pcb)
+{
+    uint32_t pipe = 0, prev = pcb->snd_una;
+
+    for (int i = 0; i < pcb->nsacked; i++) {
+        const struct tcp_sack_blk *b = &pcb->sacked[i];
+        if (SEQ_LT(prev, b->start)) {
+            if (!tcp_sack_is_lost(pcb, prev))
+                pipe += b->start - prev;
+            if (SEQ_GT(pcb->high_rxt, prev))
+                pipe += (SEQ_LT(pcb->high_rxt, b->start) ? pcb->high_rxt : b->start) - prev;
+        }
+        prev = b->end;
+    }
+    if (SEQ_LT(prev, pcb->snd_max))
+        pipe += pcb->snd_max - prev;
+    return pipe;
+}
+
+/* RFC 6675 §4 NextSeg() rule 1: the first byte at or above HighRxt that is
+ * in a hole and deemed lost; *len is what is left of that hole. */
+static int sack_next_hole(struct tcp_pcb *pcb, uint32_t *seq, uint32_t *len)
+{
+    uint32_t prev = pcb->snd_una;
+
+    for (int i = 0; i < pcb->nsacked; i++) {
+        const struct tcp_sack_blk *b = &pcb->sacked[i];
+        uint32_t hs = SEQ_MAX(prev, pcb->high_rxt);
+        if (SEQ_LT(hs, b->start)) {
+            if (!tcp_sack_is_lost(pcb, hs))
+                return 0; /* nor is anything above it */
+            *seq = hs;
+            *len = b->start - hs;
+            return 1;
+        }
+        prev = b->end;
+    }
+    return 0;
+}
+
+/* Bytes from seq to the next SACKed range (UINT32_MAX: none above). A
+ * resend after a timeout skips what the peer already holds. */
+static uint32_t to_next_sacked(struct tcp_pcb *pcb, uint32_t *seq)
+{
+    for (int i = 0; i < pcb->nsacked; i++) {
+        const struct tcp_sack_blk *b = &pcb->sacked[i];
+        if (SEQ_LEQ(b->start, *seq) && SEQ_LT(*seq, b->end))
+            *seq = b->end; /* inside a SACKed range: jump over it */
+        else if (SEQ_GT(b->start, *seq))
+            return b->start - *seq;
+    }
+    return UINT32_MAX;
+}
+
+void tcp_note_una_resent_locked(struct tcp_pcb *pcb)
+{
+    pcb->una_rxt = 1;
+    pcb->una_rxt_seq = pcb->snd_una;
+    pcb->una_rxt_max = pcb->snd_max;
+}
+
+/* Send [seq, seq + len) again: its data, and our FIN if it lies there.
+ * Returns the sequence space sent, or 0. */
+static uint32_t resend_range(struct tcp_pcb *pcb, uint32_t seq, uint32_t len)
+{
+    size_t off = (size_t)(seq - pcb->snd_una);
+    size_t data = off < pcb->sndbuf.len ? pcb->sndbuf.len - off : 0;
+    uint8_t flags = TCP_FLG_ACK;
+
+    if (data > len)
+        data = len;
+    if (pcb->fin_sent && seq + data == pcb->fin_seq && data < len)
+        flags |= TCP_FLG_FIN;
+    if (data == 0 && !(flags & TCP_FLG_FIN))
+        return 0;
+    if (tcp_send_segment_locked(pcb, flags, seq, off, data) < 0)
+        return 0;
+    STAT_INC(&tcp_stats, TCPSTAT_RETRANS_SEGS);
+    if (seq == pcb->snd_una)
+        tcp_note_una_resent_locked(pcb);
+    return (uint32_t)data + ((flags & TCP_FLG_FIN) ? 1 : 0);
+}
+
 /* ---- what to send ----------------------------------------------------------------- */
 
 static int can_send_data(enum tcp_state s)
@@ -234,12 +461,17 @@ static int can_send_data(enum tcp_state s)
 }
 
 /* How many bytes of the next segment may go now, and whether the FIN goes
- * with it. Returns 0 with *fin 0 when nothing should be sent yet. */
-static size_t next_segment_len(struct tcp_pcb *pcb, int *fin)
+ * with it. Returns 0 with *fin 0 when nothing should be sent yet. In SACK
+ * recovery (no_cwnd) the pipe, not the flight, answers to cwnd. */
+static size_t next_segment_len(struct tcp_pcb *pcb, int *fin, int no_cwnd)
 {
     size_t off = (size_t)(pcb->snd_nxt - pcb->snd_una), unsent, len;
-    uint32_t in_flight = pcb->snd_nxt - pcb->snd_una;
-    uint32_t wnd = pcb->snd_wnd < pcb->cwnd ? pcb->snd_wnd : pcb->cwnd;
+    uint32_t in_flight = pcb->snd_nxt - pcb->snd_una, mss = tcp_seg_size_locked(pcb);
+    /* RFC 3042 limited transmit: the first two duplicate ACKs each let one
+     * new segment go beyond cwnd, so a small window still gets the three
+     * duplicate ACKs fast retransmit needs */
+    uint32_t cwnd = pcb->cwnd + (pcb->in_recovery ? 0 : (pcb->dupacks < 2 ? pcb->dupacks : 2) * pcb->snd_mss);
+    uint32_t wnd = pcb->snd_wnd < cwnd || no_cwnd ? pcb->snd_wnd : cwnd;
     uint32_t usable = SEQ_GT(pcb->snd_una + wnd, pcb->snd_nxt) ? pcb->snd_una + wnd - pcb->snd_nxt : 0;
 
     *fin = 0;
@@ -247,10 +479,22 @@ static size_t next_segment_len(struct tcp_pcb *pcb, int *fin)
         return 0; /* everything, FIN included, is out */
     unsent = off < pcb->sndbuf.len ? pcb->sndbuf.len - off : 0;
     len = unsent < usable ? unsent : usable;
-    if (len > pcb->snd_mss)
-        len = pcb->snd_mss;
+    if (len > mss)
+        len = mss;
+    if (SEQ_LT(pcb->snd_nxt, pcb->snd_max)) {
+        /* resending after a timeout: stop short of what the peer SACKed,
+         * and never hold a resend back for Nagle */
+        uint32_t seq = pcb->snd_nxt, gap = to_next_sacked(pcb, &seq);
+        if (len > gap)
+            len = gap;
+        *fin = pcb->fin_queued && off + len == pcb->sndbuf.len;
+        /* but no runt cut by cwnd alone: the rest goes with the next ACK */
+        if (len < mss && len < unsent && len < gap && !pcb->force_send)
+            return 0;
+        return len;
+    }
     *fin = pcb->fin_queued && off + len == pcb->sndbuf.len;
-    if (len == 0 || len == pcb->snd_mss || *fin || pcb->force_send)
+    if (len == 0 || len == mss || *fin || pcb->force_send)
         return len;
     /* A short segment: Nagle (RFC 896) and sender SWS avoidance. Send it
      * only if it is all we have and nothing is in flight (or TCP_NODELAY),
@@ -262,42 +506,99 @@ static size_t next_segment_len(struct tcp_pcb *pcb, int *fin)
     return 0;
 }
 
+/* Send the next segment from snd_nxt: len bytes, and the FIN if fin. */
+static int send_next_locked(struct tcp_pcb *pcb, size_t len, int fin)
+{
+    size_t off = (size_t)(pcb->snd_nxt - pcb->snd_una);
+    uint8_t flags = TCP_FLG_ACK;
+
+    if (len && off + len == pcb->sndbuf.len)
+        flags |= TCP_FLG_PSH;
+    if (fin)
+        flags |= TCP_FLG_FIN;
+    if (SEQ_LT(pcb->snd_nxt, pcb->snd_max)) {
+        STAT_INC(&tcp_stats, TCPSTAT_RETRANS_SEGS);
+        if (pcb->snd_nxt == pcb->snd_una)
+            tcp_note_una_resent_locked(pcb);
+    } else if (pcb->dupacks && !pcb->in_recovery && pcb->snd_nxt - pcb->snd_una >= pcb->cwnd)
+        STAT_INC(&tcp_stats, TCPSTAT_LIMITED_TRANSMITS);
+    if (!SEQ_LT(pcb->snd_nxt, pcb->snd_max) && !pcb->rtt_timing && len && !pcb->ts_ok) { /* time one new segment (Karn) */
+        pcb->rtt_timing = 1;
+        pcb->rtt_seq = pcb->snd_nxt;
+        pcb->rtt_start = net_now_ms();
+    }
+    if (tcp_send_segment_locked(pcb, flags, pcb->snd_nxt, off, len) < 0)
+        return -1;
+    pcb->snd_nxt += (uint32_t)len + (fin ? 1 : 0);
+    if (fin) {
+        pcb->fin_sent = 1;
+        pcb->fin_seq = pcb->snd_nxt - 1;
+    }
+    if (SEQ_GT(pcb->snd_nxt, pcb->snd_max))
+        pcb->snd_max = pcb->snd_nxt;
+    if (!net_timer_armed(&pcb->rexmt))
+        tcp_rexmt_arm_locked(pcb);
+    tcp_tlp_arm_locked(pcb);
+    return 0;
+}
+
+/* SACK loss recovery (RFC 6675 §5, steps 4.4 and C): while cwnd leaves a
+ * segment's room above the pipe, resend the next lost hole, else send new
+ * data. Returns 1 if anything went out. */
+static int sack_output_locked(struct tcp_pcb *pcb)
+{
+    int sent = 0;
+
+    for (;;) {
+        uint32_t mss = tcp_seg_size_locked(pcb), seq, len, n;
+        size_t dlen;
+        int fin;
+
+        if (tcp_sack_pipe(pcb) + mss > pcb->cwnd)
+            break;
+        if (sack_next_hole(pcb, &seq, &len)) {
+            if (!(n = resend_range(pcb, seq, len < mss ? len : mss)))
+                break;
+            if (SEQ_GT(seq + n, pcb->high_rxt))
+                pcb->high_rxt = seq + n;
+            STAT_INC(&tcp_stats, TCPSTAT_SACK_RETRANS_SEGS);
+            sent = 1;
+            continue;
+        }
+        dlen = next_segment_len(pcb, &fin, 1);
+        if ((dlen == 0 && !fin) || send_next_locked(pcb, dlen, fin) < 0)
+            break;
+        sent = 1;
+    }
+    if (sent)
+        tcp_tlp_arm_locked(pcb);
+    return sent;
+}
+
 void tcp_output_locked(struct tcp_pcb *pcb)
 {
     int sent = 0;
 
     if (can_send_data(pcb->state) && pcb->sndbuf.buf) {
-        for (;;) {
-            int fin;
-            size_t off = (size_t)(pcb->snd_nxt - pcb->snd_una);
-            size_t len = next_segment_len(pcb, &fin);
-            uint8_t flags = TCP_FLG_ACK;
+        if (pcb->in_recovery && pcb->sack_ok) {
+            sent = sack_output_locked(pcb);
+        } else {
+            for (;;) {
+                int fin;
+                size_t len;
 
-            if (len == 0 && !fin)
-                break;
-            if (len && off + len == pcb->sndbuf.len)
-                flags |= TCP_FLG_PSH;
-            if (fin)
-                flags |= TCP_FLG_FIN;
-            if (SEQ_LT(pcb->snd_nxt, pcb->snd_max))
-                STAT_INC(&tcp_stats, TCPSTAT_RETRANS_SEGS);
-            else if (!pcb->rtt_timing && len) { /* time one new segment (Karn) */
-                pcb->rtt_timing = 1;
-                pcb->rtt_seq = pcb->snd_nxt;
-                pcb->rtt_start = net_now_ms();
+                if (SEQ_LT(pcb->snd_nxt, pcb->snd_max)) { /* skip what the peer SACKed */
+                    uint32_t seq = pcb->snd_nxt;
+                    to_next_sacked(pcb, &seq);
+                    pcb->snd_nxt = SEQ_LT(seq, pcb->snd_max) ? seq : pcb->snd_max;
+                }
+                len = next_segment_len(pcb, &fin, 0);
+                if (len == 0 && !fin)
+                    break;
+                if (send_next_locked(pcb, len, fin) < 0)
+                    break;
+                sent = 1;
             }
-            if (tcp_send_segment_locked(pcb, flags, pcb->snd_nxt, off, len) < 0)
-                break;
-            pcb->snd_nxt += (uint32_t)len + (fin ? 1 : 0);
-            if (fin) {
-                pcb->fin_sent = 1;
-                pcb->fin_seq = pcb->snd_nxt - 1;
-            }
-            if (SEQ_GT(pcb->snd_nxt, pcb->snd_max))
-                pcb->snd_max = pcb->snd_nxt;
-            if (!net_timer_armed(&pcb->rexmt))
-                tcp_rexmt_arm_locked(pcb);
-            sent = 1;
         }
         /* Data waiting and nothing in flight: if the window is shut, probe
          * it; if SWS avoidance held a short segment back, send it anyway
@@ -341,6 +642,8 @@ static void rto_update(struct tcp_pcb *pcb)
 
 void tcp_rtt_sample_locked(struct tcp_pcb *pcb, uint32_t rtt)
 {
+    if (rtt == 0)
+        rtt = 1; /* the clock ticks in ms; srtt 0 means "no sample yet" */
     if (pcb->srtt_ms8 == 0) { /* RFC 6298 §2.2: the first measurement */
         pcb->srtt_ms8 = rtt << 3;
         pcb->rttvar_ms4 = rtt << 1; /* RTTVAR = R/2, kept times 4 */
@@ -389,7 +692,6 @@ static void rexmt_syn_locked(struct tcp_pcb *pcb)
 static void rexmt_fire(void *arg)
 {
     struct tcp_pcb *pcb = arg;
-    uint32_t flight;
 
     if (!timer_enter(pcb))
         return;
@@ -403,12 +705,28 @@ static void rexmt_fire(void *arg)
             mutex_unlock(&tcp_lock);
             return;
         }
-        /* RFC 5681 §3.1, eq. 4: halve, and restart from one segment */
-        flight = pcb->snd_max - pcb->snd_una;
-        pcb->ssthresh = flight / 2 > 2u * pcb->snd_mss ? flight / 2 : 2u * pcb->snd_mss;
-        pcb->cwnd = pcb->snd_mss;
+        /* RFC 5681 §3.1, eq. 4: halve, and restart from one segment; the
+         * algorithm decides by how much (tcp_cc.h). A second timeout in a
+         * row does not halve again what the first already cut. */
+        if (pcb->retries == 1) {
+            if (pcb->in_recovery && pcb->cwnd > pcb->ssthresh)
+                pcb->cwnd = pcb->ssthresh; /* undo NewReno's inflation first */
+            pcb->cc->congestion(pcb, TCP_CC_RTO, net_now_ms());
+        } else {
+            pcb->cwnd = pcb->snd_mss;
+        }
+        tcp_cc_trace_locked(pcb, "rto");
         pcb->dupacks = 0;
-        pcb->in_recovery = 0; /* RFC 6582 §3.2 step 4: a timeout ends recovery */
+        /* RFC 6582 §3.2 step 4, RFC 6675 §5.1: a timeout ends recovery, and
+         * none starts again until what was sent before it is acknowledged */
+        pcb->in_recovery = 0;
+        pcb->recover = pcb->snd_max;
+        /* RFC 2018 §8: the peer may have dropped what it SACKed; forget the
+         * scoreboard (ACKs from now on fill it again) */
+        pcb->nsacked = 0;
+        pcb->high_rxt = pcb->lost_below = pcb->snd_una;
+        pcb->una_rxt = pcb->tlp_out = 0;
+        net_timer_cancel(&pcb->tlp);
         /* RFC 6298 §5.5: back off; Karn: no sample from a retransmission */
         pcb->rto_ms = pcb->rto_ms * 2 > net_config.tcp_rto_max_ms ? net_config.tcp_rto_max_ms : pcb->rto_ms * 2;
         pcb->rtt_timing = 0;
@@ -451,6 +769,86 @@ static void persist_fire(void *arg)
             pcb->backoff++;
         uint64_t t = (uint64_t)pcb->rto_ms << pcb->backoff;
         net_timer_arm(&pcb->persist, t > net_config.tcp_rto_max_ms ? net_config.tcp_rto_max_ms : t);
+    }
+    mutex_unlock(&tcp_lock);
+}
+
+/* ---- tail loss probe (RFC 8985 §7) ---------------------------------------------------------
+ * When the last segments of a flight are lost, no ACK comes back to say so
+ * and only the retransmission timeout (200 ms or more) would notice. Two
+ * smoothed RTTs after the last send, a probe goes instead: a new segment,
+ * or the last one again. The peer's ACK of it carries SACK blocks that
+ * show the holes, and recovery starts at once (see ack_duplicate). */
+
+void tcp_tlp_arm_locked(struct tcp_pcb *pcb)
+{
+    uint32_t srtt = pcb->srtt_ms8 >> 3, flight = pcb->snd_max - pcb->snd_una, pto;
+
+    if (!pcb->sack_ok || pcb->tlp_out || pcb->retries || pcb->srtt_ms8 == 0 || flight == 0 ||
+        SEQ_LT(pcb->snd_nxt, pcb->snd_max) || (pcb->in_recovery && pcb->tlp_rec_used))
+        return;
+    pto = 2 * srtt;
+    if (flight <= pcb->snd_mss) /* one segment: its ACK may be delayed */
+        pto += net_config.tcp_delack_ms;
+    if (pto < 10)
+        pto = 10;
+    if (pto >= pcb->rto_ms)
+        return; /* the retransmission timer comes first anyway */
+    net_timer_arm(&pcb->tlp, pto);
+}
+
+static void tlp_fire(void *arg)
+{
+    struct tcp_pcb *pcb = arg;
+    uint32_t flight, mss;
+    size_t off, len;
+
+    if (!timer_enter(pcb))
+        return;
+    flight = pcb->snd_max - pcb->snd_una;
+    mss = tcp_seg_size_locked(pcb);
+    if (pcb->tlp_out || flight == 0 || !can_send_data(pcb->state) || !pcb->sndbuf.buf ||
+        (pcb->in_recovery && pcb->tlp_rec_used)) {
+        mutex_unlock(&tcp_lock);
+        return;
+    }
+    if (pcb->in_recovery) {
+        /* Recovery went quiet: the resend of the first hole, or every ACK
+         * after it, was lost. Rather than wait out the RTO, resend it once
+         * per recovery (in the spirit of RFC 6675's rescue retransmission,
+         * on a timer as RFC 8985's probe is). */
+        uint32_t hole = pcb->nsacked ? pcb->sacked[0].start - pcb->snd_una : flight;
+        pcb->tlp_rec_used = 1;
+        if (resend_range(pcb, pcb->snd_una, hole < mss ? hole : mss) > 0) {
+            STAT_INC(&tcp_stats, TCPSTAT_TLP_PROBES);
+            log_debug(LOG_TCP, "tlp: recovery probe at %u", pcb->snd_una);
+            tcp_rexmt_arm_locked(pcb);
+        }
+        mutex_unlock(&tcp_lock);
+        return;
+    }
+    off = (size_t)(pcb->snd_nxt - pcb->snd_una);
+    len = off < pcb->sndbuf.len ? pcb->sndbuf.len - off : 0;
+    if (len > mss)
+        len = mss;
+    pcb->tlp_seq = pcb->snd_nxt;
+    if (len && SEQ_LEQ(pcb->snd_nxt + (uint32_t)len, pcb->snd_una + pcb->snd_wnd) &&
+        !(pcb->fin_sent && SEQ_GT(pcb->snd_nxt, pcb->fin_seq))) {
+        int fin = pcb->fin_queued && off + len == pcb->sndbuf.len;
+        pcb->tlp_out = 1; /* before sending: no re-arming from send_next */
+        if (send_next_locked(pcb, len, fin) < 0)
+            pcb->tlp_out = 0;
+    } else {
+        /* nothing new may go: the last segment again */
+        uint32_t n = flight < mss ? flight : mss;
+        pcb->tlp_seq = pcb->snd_max - n;
+        pcb->tlp_out = resend_range(pcb, pcb->tlp_seq, n) > 0;
+    }
+    if (pcb->tlp_out) {
+        STAT_INC(&tcp_stats, TCPSTAT_TLP_PROBES);
+        pcb->tlp_end = pcb->snd_max;
+        log_debug(LOG_TCP, "tlp: probe at %u, flight %u", pcb->tlp_seq, flight);
+        tcp_rexmt_arm_locked(pcb);
     }
     mutex_unlock(&tcp_lock);
 }
@@ -542,6 +940,7 @@ void tcp_enter_time_wait_locked(struct tcp_pcb *pcb)
     tcp_set_state_locked(pcb, TCPS_TIME_WAIT);
     net_timer_cancel(&pcb->rexmt);
     net_timer_cancel(&pcb->persist);
+    net_timer_cancel(&pcb->tlp);
     net_timer_cancel(&pcb->keep);
     net_timer_arm(&pcb->timewait, 2ull * net_config.tcp_msl_ms);
 }
@@ -573,6 +972,7 @@ int tcp_timers_init(struct tcp_pcb *pcb)
 
     err |= net_timer_init(&pcb->rexmt, "tcp-rexmt", rexmt_fire, pcb);
     err |= net_timer_init(&pcb->persist, "tcp-persist", persist_fire, pcb);
+    err |= net_timer_init(&pcb->tlp, "tcp-tlp", tlp_fire, pcb);
     err |= net_timer_init(&pcb->delack, "tcp-delack", delack_fire, pcb);
     err |= net_timer_init(&pcb->keep, "tcp-keep", keep_fire, pcb);
     err |= net_timer_init(&pcb->timewait, "tcp-timewait", timewait_fire, pcb);
@@ -584,6 +984,7 @@ void tcp_timers_cancel_all(struct tcp_pcb *pcb)
 {
     net_timer_cancel(&pcb->rexmt);
     net_timer_cancel(&pcb->persist);
+    net_timer_cancel(&pcb->tlp);
     net_timer_cancel(&pcb->delack);
     net_timer_cancel(&pcb->keep);
     net_timer_cancel(&pcb->timewait);
@@ -593,6 +994,7 @@ void tcp_timers_destroy(struct tcp_pcb *pcb)
 {
     net_timer_destroy(&pcb->rexmt);
     net_timer_destroy(&pcb->persist);
+    net_timer_destroy(&pcb->tlp);
     net_timer_destroy(&pcb->delack);
     net_timer_destroy(&pcb->keep);
     net_timer_destroy(&pcb->timewait);

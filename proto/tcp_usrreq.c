@@ -58,6 +58,19 @@ static const char *const tcp_stat_names[TCPSTAT_COUNT] = {
     [TCPSTAT_SYN_QUEUE_EVICTED] = "syn_queue_evicted",
     [TCPSTAT_ACCEPT_QUEUE_FULL] = "accept_queue_full",
     [TCPSTAT_TIME_WAIT_RECYCLED] = "time_wait_recycled",
+    [TCPSTAT_IN_PAWS_DROPPED] = "in_paws_dropped",
+    [TCPSTAT_IN_SACK_BLOCKS] = "in_sack_blocks",
+    [TCPSTAT_IN_SACK_BAD] = "in_sack_bad",
+    [TCPSTAT_SACK_FULL] = "sack_scoreboard_full",
+    [TCPSTAT_SACK_RECOVERIES] = "sack_recoveries",
+    [TCPSTAT_SACK_RETRANS_SEGS] = "sack_retrans_segs",
+    [TCPSTAT_OUT_SACK_BLOCKS] = "out_sack_blocks",
+    [TCPSTAT_RTT_TS_SAMPLES] = "rtt_ts_samples",
+    [TCPSTAT_TLP_PROBES] = "tlp_probes",
+    [TCPSTAT_TLP_RECOVERIES] = "tlp_recoveries",
+    [TCPSTAT_LOST_RETRANS] = "lost_retrans",
+    [TCPSTAT_LIMITED_TRANSMITS] = "limited_transmits",
+    [TCPSTAT_EARLY_RETRANSMITS] = "early_retransmits",
 };
 struct stats_group tcp_stats = STATS_GROUP("tcp", tcp_stat_names);
 
@@ -93,6 +106,7 @@ struct tcp_pcb *tcp_pcb_new_locked(void)
     pcb->rto_ms = net_config.tcp_rto_initial_ms;
     pcb->snd_mss = TCP_DEFAULT_MSS;
     pcb->ssthresh = 0xffffffffu; /* RFC 5681 §3.1: arbitrarily high */
+    pcb->cc = tcp_cc_default();
     pcb->rcvbuf_size = net_config.sock_rcvbuf_default;
     pcb->sndbuf_size = net_config.sock_sndbuf_default;
     pcb->next = tcp_pcbs;
@@ -213,6 +227,7 @@ void tcp_child_established_locked(struct tcp_pcb *pcb)
     pcb->cwnd = 10u * pcb->snd_mss < 14600 ? 10u * pcb->snd_mss : 14600; /* RFC 6928 */
     if (pcb->cwnd < 2u * pcb->snd_mss)
         pcb->cwnd = 2u * pcb->snd_mss;
+    pcb->cc->init(pcb);
     if (tcp_buffers_alloc_locked(pcb) < 0) {
         tcp_send_segment_locked(pcb, TCP_FLG_RST | TCP_FLG_ACK, pcb->snd_nxt, 0, 0);
         tcp_drop_locked(pcb, -ENOMEM);
@@ -437,6 +452,10 @@ static void conn_state_reset_locked(struct tcp_pcb *pcb)
     pcb->fin_queued = pcb->fin_sent = 0;
     pcb->rcv_fin = pcb->have_ooo_fin = pcb->shut_rd = 0;
     pcb->nooo = 0;
+    pcb->nsacked = 0;
+    pcb->una_rxt = pcb->tlp_out = 0;
+    pcb->sack_ok = pcb->ts_ok = 0;
+    pcb->ts_recent = pcb->ts_recent_ms = 0;
     pcb->snd_wnd = pcb->max_snd_wnd = 0;
     pcb->cwnd = 0;
     pcb->ssthresh = 0xffffffffu;
@@ -475,7 +494,11 @@ static int connect_start_locked(struct sock *s, struct tcp_pcb *pcb, const struc
     pcb->wscale_ok = 0;
     pcb->rcv_wscale = tcp_wscale_for(pcb->rcvbuf_size); /* offered in our SYN */
     pcb->rcv_wscale_offered = 1;
+    pcb->sack_ok = net_config.tcp_sack != 0; /* offered in our SYN */
+    pcb->ts_ok = net_config.tcp_timestamps != 0;
     pcb->iss = tcp_new_iss(&pcb->local, &pcb->remote);
+    pcb->ts_offset = pcb->iss * 2654435761u;
+    pcb->recover = pcb->high_rxt = pcb->lost_below = pcb->iss;
     pcb->snd_una = pcb->iss;
     pcb->snd_nxt = pcb->snd_max = pcb->iss + 1;
     pcb->rtt_start = net_now_ms();
@@ -536,6 +559,7 @@ static void inherit_options(struct sock *child, struct sock *parent)
     atomic_store(&child->rcvbuf, atomic_load(&parent->rcvbuf));
     atomic_store(&child->sndbuf, atomic_load(&parent->sndbuf));
     atomic_store(&child->nodelay, atomic_load(&parent->nodelay));
+    atomic_store(&child->cc, atomic_load(&parent->cc));
     atomic_store(&child->keepalive, atomic_load(&parent->keepalive));
     atomic_store(&child->keep_idle_s, atomic_load(&parent->keep_idle_s));
     atomic_store(&child->keep_intvl_s, atomic_load(&parent->keep_intvl_s));
@@ -814,6 +838,11 @@ static void tcp_opt_changed(struct sock *s, int level, int name)
         tcp_keepalive_reset_locked(pcb);
     else if (level == IPPROTO_TCP && name == TCP_NODELAY)
         tcp_output_locked(pcb); /* what Nagle held back may go now */
+    else if (level == IPPROTO_TCP && name == TCP_CONGESTION) {
+        pcb->cc = atomic_load(&s->cc);
+        if (pcb->cwnd) /* already sending: the new algorithm starts afresh */
+            pcb->cc->init(pcb);
+    }
     mutex_unlock(&tcp_lock);
 }
 

@@ -62,6 +62,7 @@
 #include "proto/ip.h"
 #include "proto/sock_var.h"
 #include "proto/tcp.h"
+#include "proto/tcp_cc.h"
 #include "util/ring.h"
 
 enum tcp_state {
@@ -86,11 +87,16 @@ enum tcp_state {
 #define SEQ_GEQ(a, b) ((int32_t)((uint32_t)(a) - (uint32_t)(b)) >= 0)
 #define SEQ_MAX(a, b) (SEQ_GT(a, b) ? (a) : (b))
 
-/* One received range held beyond rcv_nxt (its bytes sit in rcvbuf). */
-struct tcp_ooo {
-    uint32_t start, end; /* [start, end) */
+
+/* One SACK block: [start, end) held by the peer beyond its cumulative
+ * ACK (RFC 2018 §3). */
+struct tcp_sack_blk {
+    uint32_t start, end;
 };
-#define TCP_OOO_MAX 32
+#define TCP_SACK_MAX 32      /* scoreboard entries (sender side) */
+#define TCP_OOO_MAX 32       /* ranges held out of order (receiver side) */
+#define TCP_SACK_OPT_MAX 4   /* blocks one segment can carry */
+#define TCP_DUPTHRESH 3      /* RFC 6675 §2 DupThresh */
 
 /* A segment as tcp_input sees it, after parsing and checksum. */
 struct tcp_seg {
@@ -101,6 +107,11 @@ struct tcp_seg {
     uint8_t wscale;      /* its shift count */
     uint8_t flg;
     uint16_t mss;        /* MSS option, or 0 */
+    int sack_perm;       /* the SYN carried SACK-permitted (RFC 2018 §2) */
+    int has_ts;          /* a timestamps option (RFC 7323 §3) */
+    uint32_t tsval, tsecr;
+    int nsack;           /* SACK blocks carried */
+    struct tcp_sack_blk sack[TCP_SACK_OPT_MAX];
     const uint8_t *data; /* payload */
     uint32_t dlen;       /* payload bytes */
     uint32_t src, dst;   /* addresses, network order */
@@ -139,6 +150,25 @@ struct tcp_pcb {
     uint8_t snd_wscale;            /* [T] the peer's shift (RFC 7323 §2.2) */
     uint8_t rcv_wscale;            /* [T] ours: our window >> this on the wire */
     int rcv_wscale_offered;        /* [T] our SYN offered window scaling */
+    int sack_ok;                   /* [T] both SYNs carried SACK-permitted */
+    int ts_ok;                     /* [T] both SYNs carried timestamps */
+    uint32_t ts_offset;            /* [T] our TSval = ms clock + this (random) */
+    uint32_t ts_recent;            /* [T] RFC 7323 TS.Recent */
+    uint64_t ts_recent_ms;         /* [T] when it was set (PAWS ages it) */
+    uint32_t last_ack_sent;        /* [T] RFC 7323 Last.ACK.sent */
+    struct tcp_sack_blk sacked[TCP_SACK_MAX]; /* [T] the scoreboard: what the
+                                      peer SACKed above snd_una, sorted */
+    int nsacked;                   /* [T] */
+    uint32_t high_rxt;             /* [T] RFC 6675 HighRxt: resent up to here */
+    uint32_t lost_below;           /* [T] holes below this are lost (a tail
+                                      loss probe above them was SACKed) */
+    uint32_t una_rxt_seq;          /* [T] the hole at snd_una was resent ... */
+    uint32_t una_rxt_max;          /* [T] ... when snd_max was this */
+    int una_rxt;                   /* [T] una_rxt_* are set */
+    int tlp_out;                   /* [T] a tail loss probe is unanswered */
+    int tlp_rec_used;              /* [T] this recovery had its probe */
+    uint32_t tlp_seq;              /* [T] where it started */
+    uint32_t tlp_end;              /* [T] snd_max after it */
     struct ring sndbuf;            /* [T] bytes from snd_una on */
     int fin_queued;                /* [T] app is done sending: FIN follows data */
     int fin_sent;                  /* [T] a FIN went out at fin_seq (it stays
@@ -150,8 +180,11 @@ struct tcp_pcb {
     uint32_t rcv_nxt;              /* [T] */
     uint32_t rcv_adv;              /* [T] right edge we advertised */
     struct ring rcvbuf;            /* [T] in-order bytes unread, then held ones */
-    struct tcp_ooo ooo[TCP_OOO_MAX]; /* [T] held ranges, sorted */
+    struct tcp_sack_blk ooo[TCP_OOO_MAX]; /* [T] ranges held beyond rcv_nxt
+                                      (their bytes sit in rcvbuf), sorted */
     int nooo;                      /* [T] */
+    uint32_t ooo_last;             /* [T] seq of the latest held segment: its
+                                      range is our first SACK block */
     int rcv_fin;                   /* [T] peer's FIN received (in order) */
     int have_ooo_fin;              /* [T] a FIN arrived ahead of a hole */
     uint32_t ooo_fin_seq;          /* [T] */
@@ -159,6 +192,8 @@ struct tcp_pcb {
 
     /* congestion control (RFC 5681) and retransmission (RFC 6298) */
     uint32_t cwnd, ssthresh;       /* [T] bytes */
+    const struct tcp_cc_ops *cc;   /* [T] the algorithm that sizes them */
+    uint64_t cc_state[TCP_CC_STATE_SIZE / 8]; /* [T] the algorithm's own */
     uint32_t dupacks;              /* [T] */
     uint32_t recover;              /* [T] snd_max at the last fast retransmit */
     int in_recovery;               /* [T] NewReno fast recovery (RFC 6582) */
@@ -183,6 +218,7 @@ struct tcp_pcb {
 
     struct net_timer rexmt;        /* retransmission (also SYN) */
     struct net_timer persist;      /* zero-window probes */
+    struct net_timer tlp;          /* tail loss probe (RFC 8985 §7) */
     struct net_timer delack;
     struct net_timer keep;         /* keepalive, and orphan FIN-WAIT-2 */
     struct net_timer timewait;
@@ -221,12 +257,27 @@ void tcp_send_reset_for(const struct tcp_seg *seg);
 uint32_t tcp_rcv_window_locked(struct tcp_pcb *pcb);
 /* The shift that lets a buffer of size bytes be offered (RFC 7323 §2.3). */
 uint8_t tcp_wscale_for(uint32_t size);
+/* Largest payload of a data segment sent now: snd_mss less the options
+ * every segment carries (timestamps, pending SACK blocks). */
+uint32_t tcp_seg_size_locked(struct tcp_pcb *pcb);
+/* RFC 6675 §4: IsLost(seq) and SetPipe() over the scoreboard. */
+int tcp_sack_is_lost(struct tcp_pcb *pcb, uint32_t seq);
+uint32_t tcp_sack_pipe(struct tcp_pcb *pcb);
+/* Log cwnd and ssthresh after event (module "cc", debug): the series
+ * tools/plot-cwnd turns into a picture. */
+void tcp_cc_trace_locked(struct tcp_pcb *pcb, const char *event);
+/* Our TSval now. */
+uint32_t tcp_ts_now(struct tcp_pcb *pcb);
 /* Bytes the receive ring has beyond its nominal size (rounding room). */
 uint32_t tcp_rcv_slack(struct tcp_pcb *pcb);
 int tcp_timers_init(struct tcp_pcb *pcb);
 void tcp_timers_cancel_all(struct tcp_pcb *pcb);
 void tcp_timers_destroy(struct tcp_pcb *pcb);
 void tcp_rexmt_arm_locked(struct tcp_pcb *pcb);
+/* The segment at snd_una was just resent (lost-resend detection). */
+void tcp_note_una_resent_locked(struct tcp_pcb *pcb);
+/* Data in flight, not in recovery: arm the tail loss probe. */
+void tcp_tlp_arm_locked(struct tcp_pcb *pcb);
 void tcp_rtt_sample_locked(struct tcp_pcb *pcb, uint32_t rtt_ms);
 /* App read data: open the window and tell the peer if it grew enough. */
 void tcp_window_update_locked(struct tcp_pcb *pcb);

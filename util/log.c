@@ -28,7 +28,7 @@ static const char *const module_names[LOG_MODULE_COUNT] = {
     [LOG_ETHER] = "ether", [LOG_ARP] = "arp",   [LOG_IP] = "ip",
     [LOG_ICMP] = "icmp", [LOG_UDP] = "udp",     [LOG_TCP] = "tcp",
     [LOG_SOCK] = "sock", [LOG_PCAP] = "pcap",   [LOG_FAULT] = "fault",
-    [LOG_APP] = "app",
+    [LOG_APP] = "app",   [LOG_CC] = "cc",
 };
 
 static const char *const level_names[] = {

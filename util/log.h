@@ -34,6 +34,7 @@ enum log_module {
     LOG_PCAP,
     LOG_FAULT,
     LOG_APP,
+    LOG_CC,    /* TCP congestion control: cwnd, ssthresh on every change */
     LOG_MODULE_COUNT
 };
 

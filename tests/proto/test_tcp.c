@@ -89,8 +89,12 @@ static void test_active_open(void **state)
     (void)state;
     tp_connect_start(&c, 80, 0, &syn);
     assert_int_equal(syn.mss, 1460);
-    assert_int_equal(syn.optlen, 8); /* MSS, then NOP + window scale (RFC 7323) */
-    assert_int_equal(syn.opt[5], 3);
+    /* MSS, SACK-permitted (RFC 2018), timestamps (RFC 7323 §3), then NOP +
+     * window scale (RFC 7323 §2): 20 bytes, the layout Linux uses too */
+    assert_int_equal(syn.optlen, 20);
+    assert_int_equal(syn.opt[4], 4);  /* SACK-permitted */
+    assert_int_equal(syn.opt[6], 8);  /* timestamps */
+    assert_int_equal(syn.opt[17], 3); /* window scale */
     assert_int_equal(syn.dlen, 0);
     assert_true(syn.wnd > 0);
     assert_true(c.lport >= net_config.port_ephemeral_lo && c.lport <= net_config.port_ephemeral_hi);
@@ -282,7 +286,8 @@ static void test_linux_syn_options(void **state)
 {
     static const uint8_t linux_opts[20] = { 0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0x00, 0x01,
                                             0x02, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01, 0x03, 0x03, 0x07 };
-    static const uint8_t ts_opts[12] = { 0x01, 0x01, 0x08, 0x0a, 0, 0, 0, 9, 0, 0, 0, 0 };
+    /* TSval moves on from the SYN's 0x00010203 (or PAWS would drop it) */
+    static const uint8_t ts_opts[12] = { 0x01, 0x01, 0x08, 0x0a, 0, 1, 2, 9, 0, 0, 0, 0 };
     static uint8_t data[3000];
     struct tp_conn c;
     struct tp_seg sa, s;
@@ -301,10 +306,13 @@ static void test_linux_syn_options(void **state)
     assert_int_equal(sa.ack, 101);
     /* MSS and, since the SYN offered it, our window scale: the shift that
      * fits a 256 KiB buffer into 16 bits is 3 (RFC 7323 §2.2); SACK and
-     * timestamps are not answered */
-    assert_int_equal(sa.optlen, 8);
+     * timestamps are answered too, the SYN's TSval echoed */
+    assert_int_equal(sa.optlen, 20);
     assert_int_equal(sa.mss, 1460);
-    assert_memory_equal(sa.opt + 4, "\x01\x03\x03\x03", 4);
+    assert_int_equal(sa.opt[4], 4);
+    assert_int_equal(sa.opt[6], 8);
+    assert_memory_equal(sa.opt + 12, "\x00\x01\x02\x03", 4);
+    assert_memory_equal(sa.opt + 16, "\x01\x03\x03\x03", 4);
     assert_int_equal(tp_counter("tcp.in_bad_options"), 0);
     c.iss = sa.seq;
     c.pseq = 101;
