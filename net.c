@@ -72,6 +72,7 @@ struct net_config net_config = {
     .tcp_keep_idle_s = 7200,
     .tcp_keep_intvl_s = 75,
     .tcp_keep_cnt = 9,
+    .pbuf_pool_max = 1024,
     .tcp_sack = 1,
     .tcp_timestamps = 1,
     .tcp_cc = "newreno",
@@ -869,6 +870,7 @@ int net_init(void)
 
     atomic_store(&shutting_down, 0);
     cond_init(&input_cond);
+    pbuf_pool_limit(net_config.pbuf_pool_max);
     stats_register(&net_stats);
     if ((err = ether_init()) < 0 || (err = arp_init()) < 0 || (err = ip_init()) < 0 ||
         (err = icmp_init()) < 0 || (err = sock_init()) < 0 || (err = udp_init()) < 0 ||
@@ -973,6 +975,7 @@ void net_shutdown(void)
     queue_head = queue_tail = NULL;
     queue_len = 0;
     mutex_unlock(&queue_lock);
+    pbuf_pool_drain();
     mutex_lock(&net_lock);
     while ((dev = devices)) {
         devices = dev->next;

@@ -70,6 +70,7 @@ struct net_config {
     unsigned tcp_keep_idle_s;      /* keepalive defaults (RFC 1122 §4.2.3.6) */
     unsigned tcp_keep_intvl_s;
     unsigned tcp_keep_cnt;
+    unsigned pbuf_pool_max;        /* idle packet buffers kept for reuse */
     unsigned tcp_sack;             /* offer and use SACK (RFC 2018): 1 on, 0 off */
     unsigned tcp_timestamps;       /* offer and use timestamps (RFC 7323): 1 on, 0 off */
     char tcp_cc[16];               /* congestion control of new sockets: "newreno", "cubic" */

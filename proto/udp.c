@@ -170,7 +170,9 @@ static int enqueue_locked(struct udp_pcb *pcb, struct pbuf *pb)
     assert(mutex_held(&udp_lock));
     size_t charge = rx_charge(pb);
 
-    if (pcb->shut_rd || pcb->rx_charge + charge > (size_t)atomic_load(&pcb->sock->rcvbuf))
+    /* as Linux does: admit while the queue is below SO_RCVBUF, so one
+     * datagram always fits whatever a pooled buffer costs */
+    if (pcb->shut_rd || pcb->rx_charge >= (size_t)atomic_load(&pcb->sock->rcvbuf))
         return -ENOBUFS;
     pb->next = NULL;
     if (pcb->rxq_tail)

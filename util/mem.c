@@ -26,6 +26,11 @@ fail:
     return 1;
 }
 
+int mem_would_fail(void)
+{
+    return should_fail();
+}
+
 void *mem_alloc(size_t size)
 {
     return should_fail() ? NULL : malloc(size);

@@ -18,6 +18,9 @@ void mem_free(void *p);
 void mem_fail_after(long n);
 /* Make every allocation fail while on is non-zero. */
 void mem_fail_all(int on);
+/* Consult the failure switch as an allocation would, without allocating:
+ * a cache that reuses memory calls it so tests still see every failure. */
+int mem_would_fail(void);
 /* Allocations refused so far by the failure switch. */
 long mem_failures(void);
 

@@ -69,6 +69,18 @@ static inline size_t pbuf_headroom(const struct pbuf *pb)
     return (size_t)(pb->data - pb->buf);
 }
 
+/* Buffers of up to PBUF_POOL_SIZE bytes (headroom + data: every MTU-sized
+ * frame) come from a free list of recycled ones, so the data path does not
+ * call malloc per packet. At most `max` idle buffers are kept (0: no pool);
+ * the rest go back to malloc. */
+#define PBUF_POOL_SIZE (PBUF_HEADROOM + 2048)
+void pbuf_pool_limit(size_t max);
+/* Free every idle buffer (at shutdown). */
+void pbuf_pool_drain(void);
+/* Idle buffers in the pool now; allocations served from it so far. */
+size_t pbuf_pool_idle(void);
+unsigned long pbuf_pool_hits(void);
+
 /* pbufs allocated and not yet freed: tests check it returns to zero. */
 long pbuf_outstanding(void);
 

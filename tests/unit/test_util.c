@@ -143,7 +143,7 @@ static void test_pbuf_push_pull_trim(void **state)
     assert_int_equal(pbuf_outstanding(), start + 1);
     assert_int_equal(pbuf_headroom(pb), 10);
     assert_int_equal(pb->len, 20);
-    assert_int_equal(pb->cap, 30);
+    assert_true(pb->cap >= 30); /* a pooled buffer: PBUF_POOL_SIZE */
     assert_null(pb->next);
     assert_int_equal(pb->flags, 0);
     /* push into the headroom, and no further */
@@ -169,6 +169,58 @@ static void test_pbuf_push_pull_trim(void **state)
     pbuf_free(pb);
     pbuf_free(NULL);
     assert_int_equal(pbuf_outstanding(), start);
+}
+
+/* Frame-sized buffers are recycled through the pool: a freed one comes
+ * back on the next allocation, the limit bounds what is kept, and the
+ * failure switch still makes a pooled allocation fail. */
+static void test_pbuf_pool(void **state)
+{
+    struct pbuf *a, *b, *big;
+    unsigned long hits;
+
+    (void)state;
+    pbuf_pool_drain();
+    pbuf_pool_limit(2);
+    a = pbuf_alloc(PBUF_HEADROOM, 1514);
+    assert_non_null(a);
+    assert_int_equal(a->cap, PBUF_POOL_SIZE);
+    pbuf_free(a);
+    assert_int_equal(pbuf_pool_idle(), 1);
+    hits = pbuf_pool_hits();
+    b = pbuf_alloc(0, 1);
+    assert_ptr_equal(b, a); /* the same memory, reused */
+    assert_int_equal(pbuf_pool_hits(), hits + 1);
+    assert_int_equal(pbuf_pool_idle(), 0);
+    assert_int_equal(b->len, 1);
+    assert_int_equal(pbuf_headroom(b), 0);
+    assert_null(b->next);
+    /* larger than a pool buffer: malloc, never pooled */
+    big = pbuf_alloc(PBUF_HEADROOM, PBUF_POOL_SIZE);
+    assert_non_null(big);
+    assert_true(big->cap > PBUF_POOL_SIZE);
+    pbuf_free(big);
+    assert_int_equal(pbuf_pool_idle(), 0);
+    /* at most `limit` idle buffers are kept */
+    {
+        struct pbuf *p[4];
+        for (int i = 0; i < 4; i++)
+            assert_non_null(p[i] = pbuf_alloc(PBUF_HEADROOM, 100));
+        for (int i = 0; i < 4; i++)
+            pbuf_free(p[i]);
+    }
+    assert_int_equal(pbuf_pool_idle(), 2);
+    /* an injected failure fails a pooled allocation too */
+    mem_fail_after(1);
+    assert_null(pbuf_alloc(PBUF_HEADROOM, 100));
+    assert_int_equal(pbuf_pool_idle(), 2);
+    pbuf_free(b);
+    pbuf_pool_limit(0); /* no pool: everything goes back to malloc */
+    assert_int_equal(pbuf_pool_idle(), 0);
+    a = pbuf_alloc(PBUF_HEADROOM, 100);
+    pbuf_free(a);
+    assert_int_equal(pbuf_pool_idle(), 0);
+    pbuf_pool_limit(1024);
 }
 
 static void test_pbuf_from_clone_chain(void **state)
@@ -392,6 +444,7 @@ int main(void)
         cmocka_unit_test(test_byteorder),
         cmocka_unit_test_teardown(test_pbuf_push_pull_trim, mem_reset),
         cmocka_unit_test_teardown(test_pbuf_from_clone_chain, mem_reset),
+        cmocka_unit_test_teardown(test_pbuf_pool, mem_reset),
         cmocka_unit_test(test_stats),
         cmocka_unit_test_setup_teardown(test_log_configure_valid, save_levels, restore_levels),
         cmocka_unit_test_setup_teardown(test_log_configure_invalid, save_levels, restore_levels),
