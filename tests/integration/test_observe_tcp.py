@@ -11,8 +11,7 @@ namespace (killed by PID at the end) and every wait is bounded.  Helpers of
 test_observe.py (the non-TCP parts) are imported, not copied.
 
 The lossy echo prints "LOSSY_ECHO_<size>KIB_SECONDS x" (also when pytest
-captures output); the size is LOSSY_KIB below (smaller under
-SANITIZER=asan|tsan).
+captures output); the size is LOSSY_KIB below, the same in every build.
 """
 
 import os
@@ -33,26 +32,24 @@ from test_observe import UDP_CLIENT, needs_tshark, pcap_records, ping, tshark, t
 pytestmark = pytest.mark.needs_bin("echo-server")
 
 MiB = 1 << 20
-SANITIZER = os.environ.get("SANITIZER", "")
-# The lossy echo. Issue 5 asks for 20 MiB through 10% drop, 2% corruption,
-# 5% reordering and 2% duplication each way; netstep's TCP does not get
-# there yet (no SACK or timestamps: at 10% drop it moves ~1 MiB a minute,
-# see the issue's closing note), so by default this runs a milder link that
-# still exercises every fault, and NETSTEP_LOSSY / NETSTEP_LOSSY_KIB select
-# the issue's own, e.g.
-#   NETSTEP_LOSSY=drop=0.10,corrupt=0.02,reorder=0.05,duplicate=0.02 NETSTEP_LOSSY_KIB=20480
-# Even this mild link stalls netstep's TCP now and then (about one 4 MiB run
-# in seven took over 90 s: its loss recovery is too weak without SACK), so
-# the default transfer is kept small; it is a bug to fix, not to hide.
-LOSSY_KIB = int(os.environ.get("NETSTEP_LOSSY_KIB", "512" if SANITIZER else "1024"))
+# The lossy echo: issue 5's link, 20 MiB through 10% drop, 2% corruption,
+# 5% reordering and 2% duplication each way. NETSTEP_LOSSY and
+# NETSTEP_LOSSY_KIB choose another, e.g.
+#   NETSTEP_LOSSY=drop=0.01,corrupt=0.01,reorder=0.05,duplicate=0.02 NETSTEP_LOSSY_KIB=1024
+# At 12% loss each way TCP's windows stay a few segments wide and a lost
+# resend waits out a retransmission timeout (200 ms, doubling), so 20 MiB
+# takes a couple of minutes; the test prints the time it took.
+LOSSY_KIB = int(os.environ.get("NETSTEP_LOSSY_KIB", "20480"))
 LOSSY = {k: float(v) for k, v in (kv.split("=") for kv in os.environ.get(
-    "NETSTEP_LOSSY", "drop=0.01,corrupt=0.01,reorder=0.05,duplicate=0.02").split(","))}
+    "NETSTEP_LOSSY", "drop=0.10,corrupt=0.02,reorder=0.05,duplicate=0.02").split(","))}
 LOSSY_FAULTS = [a for k, v in LOSSY.items() for a in ("--" + k, str(v))]
 LOSSY_SEED = 2024
 # Bounds of the lossy echo: the whole transfer, and the longest time
 # without a byte coming back before it is declared stalled.
-LOSSY_BUDGET_S = float(os.environ.get("NETSTEP_LOSSY_BUDGET", "90"))
-LOSSY_STALL_S = 30.0
+LOSSY_BUDGET_S = float(os.environ.get("NETSTEP_LOSSY_BUDGET", "600"))
+# five timeouts in a row (0.2 + 0.4 + ... + 3.2 s) are rare but do happen
+# at this loss rate; a minute without a byte is a stall
+LOSSY_STALL_S = 60.0
 
 TCP_STATES = {"CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1",
               "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT"}
