@@ -950,13 +950,7 @@ static void reap_fire(void *arg)
     struct tcp_pcb *pcb = arg;
 
     mutex_lock(&tcp_lock);
-    for (struct tcp_pcb **pp = &tcp_pcbs; *pp; pp = &(*pp)->next) {
-        if (*pp == pcb) {
-            *pp = pcb->next;
-            break;
-        }
-    }
-    tcp_pcb_count--;
+    tcp_pcb_unlink_locked(pcb);
     mutex_unlock(&tcp_lock);
     /* Timer callbacks run one at a time on this thread: none of this pcb's
      * is running now, and none can be armed again (it is unlinked). */

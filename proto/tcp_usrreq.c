@@ -109,7 +109,11 @@ struct tcp_pcb *tcp_pcb_new_locked(void)
     pcb->cc = tcp_cc_default();
     pcb->rcvbuf_size = net_config.sock_rcvbuf_default;
     pcb->sndbuf_size = net_config.sock_sndbuf_default;
+    pcb->hash_slot = -1;
     pcb->next = tcp_pcbs;
+    if (tcp_pcbs)
+        tcp_pcbs->pprev = &pcb->next;
+    pcb->pprev = &tcp_pcbs;
     tcp_pcbs = pcb;
     tcp_pcb_count++;
     return pcb;
@@ -180,10 +184,39 @@ void tcp_drop_locked(struct tcp_pcb *pcb, int err)
 
 /* Exact 4-tuple first, then a listener on the port (specific address
  * before the wildcard). */
+/* The lookup cache: connections by their 4-tuple, so a segment finds its
+ * pcb in O(1) instead of walking every pcb. An entry is only a hint: it is
+ * checked against the pcb's own tuple and state before use, filled by the
+ * slow walk, and cleared when its pcb is freed. Listeners are found by the
+ * walk (a SYN's cost grows with the number of pcbs; a data segment's does
+ * not). */
+#define TCP_HASH_SIZE 4096 /* a power of two */
+static struct tcp_pcb *tcp_hash[TCP_HASH_SIZE]; /* [T] */
+static uint32_t tcp_hash_seed;                  /* [T] set by tcp_init */
+
+static unsigned tuple_hash(uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport)
+{
+    uint64_t h = ((uint64_t)raddr << 32 | (uint32_t)rport << 16 | lport) ^ ((uint64_t)laddr * 0x9e3779b97f4a7c15ull);
+
+    h ^= tcp_hash_seed;
+    h *= 0xff51afd7ed558ccdull; /* a 64-bit mixer (murmur3's finaliser constants) */
+    h ^= h >> 33;
+    return (unsigned)(h & (TCP_HASH_SIZE - 1));
+}
+
+static int tuple_is(const struct tcp_pcb *p, uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport)
+{
+    return p->local.port == lport && p->local.addr == laddr && p->remote.addr == raddr && p->remote.port == rport;
+}
+
 struct tcp_pcb *tcp_lookup_locked(uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport)
 {
     struct tcp_pcb *listener = NULL;
+    unsigned h = tuple_hash(laddr, lport, raddr, rport);
+    struct tcp_pcb *c = tcp_hash[h];
 
+    if (c && c->state != TCPS_CLOSED && c->state != TCPS_LISTEN && tuple_is(c, laddr, lport, raddr, rport))
+        return c;
     for (struct tcp_pcb *p = tcp_pcbs; p; p = p->next) {
         if (p->state == TCPS_CLOSED || p->local.port != lport)
             continue;
@@ -192,10 +225,27 @@ struct tcp_pcb *tcp_lookup_locked(uint32_t laddr, uint16_t lport, uint32_t raddr
                 listener = p;
             continue;
         }
-        if (p->local.addr == laddr && p->remote.addr == raddr && p->remote.port == rport)
+        if (tuple_is(p, laddr, lport, raddr, rport)) {
+            tcp_hash[h] = p;
+            p->hash_slot = (int)h;
             return p;
+        }
     }
     return listener;
+}
+
+void tcp_pcb_unlink_locked(struct tcp_pcb *pcb)
+{
+    if (pcb->hash_slot >= 0 && tcp_hash[pcb->hash_slot] == pcb)
+        tcp_hash[pcb->hash_slot] = NULL;
+    pcb->hash_slot = -1;
+    if (pcb->pprev) {
+        *pcb->pprev = pcb->next;
+        if (pcb->next)
+            pcb->next->pprev = pcb->pprev;
+        pcb->pprev = NULL;
+        tcp_pcb_count--;
+    }
 }
 
 /* RFC 6528: ISN = M + F(localip, localport, remoteip, remoteport, secret),
@@ -922,6 +972,8 @@ int tcp_init(void)
     platform_random(&r, sizeof(r));
     mutex_lock(&tcp_lock);
     next_port = r;
+    platform_random(&tcp_hash_seed, sizeof(tcp_hash_seed));
+    memset(tcp_hash, 0, sizeof(tcp_hash));
     mutex_unlock(&tcp_lock);
     if ((err = ip_protocol_register(IP_PROTOCOL_TCP, tcp_input, tcp_icmp_error)) < 0)
         return err;
@@ -933,9 +985,12 @@ int tcp_init(void)
 void tcp_cleanup(void)
 {
     mutex_lock(&tcp_lock);
+    memset(tcp_hash, 0, sizeof(tcp_hash));
     while (tcp_pcbs) {
         struct tcp_pcb *p = tcp_pcbs;
         tcp_pcbs = p->next;
+        p->pprev = NULL;
+        p->hash_slot = -1;
         if (p->sock) { /* a thread still holds the socket: leave it be */
             p->next = NULL;
             continue;

@@ -120,6 +120,8 @@ struct tcp_seg {
 
 struct tcp_pcb {
     struct tcp_pcb *next;          /* [T] every pcb */
+    struct tcp_pcb **pprev;        /* [T] what points at this one (O(1) unlink) */
+    int hash_slot;                 /* [T] its slot in the lookup cache, or -1 */
     enum tcp_state state;          /* [T] */
     struct sock_addr local;        /* [T] */
     struct sock_addr remote;       /* [T] */
@@ -239,6 +241,8 @@ void tcp_drop_locked(struct tcp_pcb *pcb, int err);
 /* Wake the socket's waiters and pollers, if a socket is attached. */
 void tcp_notify_locked(struct tcp_pcb *pcb);
 struct tcp_pcb *tcp_lookup_locked(uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport);
+/* Take pcb off the pcb list and out of the lookup cache (it is freed next). */
+void tcp_pcb_unlink_locked(struct tcp_pcb *pcb);
 uint32_t tcp_new_iss(const struct sock_addr *local, const struct sock_addr *remote);
 int tcp_buffers_alloc_locked(struct tcp_pcb *pcb);
 /* A child of listener lpcb reached ESTABLISHED: move it to the accept queue. */
