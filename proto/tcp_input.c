@@ -487,6 +487,19 @@ static uint32_t sack_update(struct tcp_pcb *pcb, const struct tcp_seg *seg)
     return newly;
 }
 
+/* Bytes at snd_una that were sent (a resend never carries new data past
+ * snd_max, which the peer's window may not have room for), at most max. */
+static size_t sent_bytes_from_una(struct tcp_pcb *pcb, size_t max)
+{
+    size_t n = pcb->snd_max - pcb->snd_una;
+
+    if (pcb->fin_sent && SEQ_GT(pcb->snd_max, pcb->fin_seq))
+        n--; /* the FIN's sequence number is not a byte */
+    if (n > pcb->sndbuf.len)
+        n = pcb->sndbuf.len;
+    return n < max ? n : max;
+}
+
 static void ack_new_data(struct tcp_pcb *pcb, const struct tcp_seg *seg)
 {
     uint32_t acked = seg->ack - pcb->snd_una;
@@ -532,8 +545,7 @@ static void ack_new_data(struct tcp_pcb *pcb, const struct tcp_seg *seg)
         } else {
             /* RFC 6582 §3.2 step 5: partial ACK: the next hole is resent
              * at once, cwnd deflates by what was acked, recovery goes on */
-            uint32_t mss = tcp_seg_size_locked(pcb);
-            size_t len = pcb->sndbuf.len < mss ? pcb->sndbuf.len : mss;
+            size_t len = sent_bytes_from_una(pcb, tcp_seg_size_locked(pcb));
             pcb->cwnd = pcb->cwnd > acked ? pcb->cwnd - acked + pcb->snd_mss : pcb->snd_mss;
             STAT_INC(&tcp_stats, TCPSTAT_RETRANS_SEGS);
             if (len)
@@ -599,7 +611,7 @@ static void enter_recovery(struct tcp_pcb *pcb)
         return;
     }
     {
-        size_t len = pcb->sndbuf.len < mss ? pcb->sndbuf.len : mss;
+        size_t len = sent_bytes_from_una(pcb, mss);
         uint8_t flags = TCP_FLG_ACK;
         pcb->cwnd = pcb->ssthresh + 3u * pcb->snd_mss; /* RFC 6582 §3.2 step 2: inflate */
         if (len == 0 && pcb->fin_sent)
@@ -742,9 +754,13 @@ static int check_ack(struct tcp_pcb *pcb, const struct tcp_seg *seg)
                 pcb->snd_nxt = pcb->snd_una;
         }
     }
-    if (SEQ_GT(seg->ack, pcb->snd_una))
+    if (SEQ_GT(seg->ack, pcb->snd_una)) {
         ack_new_data(pcb, seg);
-    else if (seg->ack == pcb->snd_una && pcb->snd_una != pcb->snd_max &&
+        /* RFC 6675 §5 (2): new SACK information makes an ACK a duplicate
+         * "regardless of its status as a cumulative acknowledgment" */
+        if (newly_sacked && !pcb->in_recovery && pcb->snd_una != pcb->snd_max)
+            ack_duplicate(pcb);
+    } else if (seg->ack == pcb->snd_una && pcb->snd_una != pcb->snd_max &&
              (newly_sacked > 0 || (seg->dlen == 0 && !(seg->flg & TCP_FLG_FIN) && seg->wnd == pcb->snd_wnd &&
                                    seg->wnd != 0)))
         ack_duplicate(pcb);

@@ -88,26 +88,44 @@ uint32_t tcp_ts_now(struct tcp_pcb *pcb)
 }
 
 /* SACK blocks to report now (RFC 2018 §4): the range holding the segment
- * that arrived last goes first, then the other held ranges, as many as
- * fit beside the timestamps option. Returns how many went into blk. */
+ * that arrived last goes first (a MUST), then the ranges we reported most
+ * recently (so a range named in one lost ACK is named again), then the
+ * others, as many as fit beside the timestamps option. Returns how many
+ * went into blk; remembers them as the most recently reported. */
 static int sack_blocks(struct tcp_pcb *pcb, struct tcp_sack_blk *blk)
 {
-    int n = 0, max = pcb->ts_ok ? 3 : 4, first = -1;
+    int n = 0, max = pcb->ts_ok ? 3 : 4;
+    int used[TCP_OOO_MAX] = { 0 };
 
     if (!pcb->sack_ok || pcb->nooo == 0)
         return 0;
-    for (int i = 0; i < pcb->nooo; i++) {
-        if (SEQ_LEQ(pcb->ooo[i].start, pcb->ooo_last) && SEQ_LT(pcb->ooo_last, pcb->ooo[i].end)) {
-            first = i;
+    for (int h = -1; h < TCP_SACK_OPT_MAX && n < max; h++) {
+        uint32_t seq = h < 0 ? pcb->ooo_last : pcb->sack_sent[h];
+        if (h >= 0 && h >= pcb->nsack_sent)
             break;
+        for (int i = 0; i < pcb->nooo; i++) {
+            if (!used[i] && SEQ_LEQ(pcb->ooo[i].start, seq) && SEQ_LT(seq, pcb->ooo[i].end)) {
+                used[i] = 1;
+                blk[n++] = pcb->ooo[i];
+                break;
+            }
         }
     }
-    if (first >= 0)
-        blk[n++] = (struct tcp_sack_blk){ pcb->ooo[first].start, pcb->ooo[first].end };
-    for (int i = 0; i < pcb->nooo && n < max; i++)
-        if (i != first)
-            blk[n++] = (struct tcp_sack_blk){ pcb->ooo[i].start, pcb->ooo[i].end };
+    for (int i = 0; i < pcb->nooo && n < max; i++) {
+        if (!used[i]) {
+            used[i] = 1;
+            blk[n++] = pcb->ooo[i];
+        }
+    }
     return n;
+}
+
+/* The blocks just sent become the most recently reported (RFC 2018 §4). */
+static void sack_blocks_sent(struct tcp_pcb *pcb, const struct tcp_sack_blk *blk, int n)
+{
+    for (int i = 0; i < n; i++)
+        pcb->sack_sent[i] = blk[i].start;
+    pcb->nsack_sent = n;
 }
 
 uint32_t tcp_seg_size_locked(struct tcp_pcb *pcb)
@@ -159,6 +177,7 @@ static size_t write_options(uint8_t *opt, struct tcp_pcb *pcb, uint8_t flags, si
                 n += 8;
             }
             stat_add(&tcp_stats, TCPSTAT_OUT_SACK_BLOCKS, (uint64_t)nb);
+            sack_blocks_sent(pcb, blk, nb);
         }
         return n;
     }

@@ -187,6 +187,9 @@ struct tcp_pcb {
     int nooo;                      /* [T] */
     uint32_t ooo_last;             /* [T] seq of the latest held segment: its
                                       range is our first SACK block */
+    uint32_t sack_sent[TCP_SACK_OPT_MAX]; /* [T] starts of the blocks we sent
+                                      last, first block first */
+    int nsack_sent;                /* [T] */
     int rcv_fin;                   /* [T] peer's FIN received (in order) */
     int have_ooo_fin;              /* [T] a FIN arrived ahead of a hole */
     uint32_t ooo_fin_seq;          /* [T] */
