@@ -125,7 +125,16 @@ static struct pbuf *queue_tail;   /* [Q] */
 static unsigned queue_len;        /* [Q] */
 static int wake_pending;          /* [Q] an earlier timer was armed */
 static int stop_requested;        /* [Q] */
+static int stack_polling;         /* [Q] the stack thread sleeps in poll() */
 static struct thread stack_thread;
+
+/* Devices the stack thread reads itself (ops->rx_fd), fixed when the stack
+ * starts: [c] from net_run/net_run_polled until net_shutdown. */
+#define NET_POLL_DEVICES_MAX 16
+static struct net_device *poll_devs[NET_POLL_DEVICES_MAX];
+static int poll_fds[NET_POLL_DEVICES_MAX];
+static int npoll;
+static int stack_wake[2] = { -1, -1 }; /* [c] wakes the stack thread from poll() */
 
 /* ---- timers --------------------------------------------------------------- */
 
@@ -476,6 +485,45 @@ static net_protocol_handler net_protocol_lookup(uint16_t type)
 
 /* ---- input ---------------------------------------------------------------- */
 
+/* Wake the stack thread, wherever it sleeps: on input_cond, or in poll()
+ * on the devices (then through the wake-up pipe, written once per sleep). */
+static void stack_kick_locked(void)
+{
+    assert(mutex_held(&queue_lock));
+    cond_signal(&input_cond);
+    if (stack_polling) {
+        stack_polling = 0;
+        platform_wakeup_signal(stack_wake);
+    }
+}
+
+/* Read what the polled devices have, up to net_config.input_batch frames
+ * each: they go through net_input (hooks, then the input queue). */
+static int rx_poll_all(void)
+{
+    int n = 0;
+
+    for (int i = 0; i < npoll; i++) {
+        int r = poll_devs[i]->ops->rx_poll(poll_devs[i], net_config.input_batch);
+        if (r > 0)
+            n += r;
+    }
+    return n;
+}
+
+/* Collect the devices the stack thread reads itself. Under net_lock. */
+static void poll_devices_setup_locked(void)
+{
+    npoll = 0;
+    for (struct net_device *dev = devices; dev && npoll < NET_POLL_DEVICES_MAX; dev = dev->next) {
+        if (dev->ops && dev->ops->rx_fd && dev->ops->rx_poll && dev->ops->rx_fd(dev) >= 0) {
+            poll_devs[npoll] = dev;
+            poll_fds[npoll] = dev->ops->rx_fd(dev);
+            npoll++;
+        }
+    }
+}
+
 int net_input(struct net_device *dev, struct pbuf *pb)
 {
     pb->dev = dev;
@@ -513,7 +561,7 @@ static int net_input_enqueue(struct net_device *dev, struct pbuf *pb)
      * thread is already awake and will find this frame before it sleeps,
      * because it checks queue_len under queue_lock before waiting. */
     if (was_empty)
-        cond_signal(&input_cond);
+        stack_kick_locked();
     mutex_unlock(&queue_lock);
     STAT_INC(&net_stats, NETSTAT_INPUT_QUEUED);
     return 0;
@@ -680,7 +728,7 @@ static void stack_wakeup(void)
 {
     mutex_lock(&queue_lock);
     wake_pending = 1;
-    cond_signal(&input_cond);
+    stack_kick_locked();
     mutex_unlock(&queue_lock);
 }
 
@@ -794,14 +842,28 @@ static void *stack_thread_main(void *arg)
         mutex_lock(&queue_lock);
         /* Sleep until there is input, a timer is due, or we are stopped.
          * Every waker changes queue_len, wake_pending or stop_requested
-         * under queue_lock before signalling, and we test them under the
-         * same lock before waiting, so no wake-up is lost. */
+         * under queue_lock before kicking (stack_kick_locked), and we test
+         * them under the same lock before sleeping, so no wake-up is lost.
+         * With devices to read, the sleep is poll() on their descriptors
+         * and the wake-up pipe; without, a wait on input_cond. */
         while (!queue_len && !stop_requested) {
-            uint64_t deadline;
+            uint64_t deadline, now;
             wake_pending = 0;
             deadline = timer_next_deadline();
-            if (deadline <= net_now_ms())
+            now = net_now_ms();
+            if (deadline <= now)
                 break;
+            if (npoll > 0) {
+                unsigned char ready[NET_POLL_DEVICES_MAX];
+                uint64_t wait = deadline == UINT64_MAX ? 0 : deadline - now;
+                int timeout = deadline == UINT64_MAX ? -1 : wait > 60000 ? 60000 : (int)wait;
+                stack_polling = 1;
+                mutex_unlock(&queue_lock);
+                platform_wait_fds(poll_fds, npoll, stack_wake[0], timeout, ready);
+                mutex_lock(&queue_lock);
+                stack_polling = 0;
+                break; /* read the devices, run what is due, then look again */
+            }
             if (deadline == UINT64_MAX)
                 cond_wait(&input_cond, &queue_lock);
             else
@@ -816,6 +878,7 @@ static void *stack_thread_main(void *arg)
         batch = queue_take_locked(net_config.input_batch);
         mutex_unlock(&queue_lock);
         process_batch(batch);
+        rx_poll_all();
         net_timer_run_due();
     }
     log_debug(LOG_NET, "stack thread stopped");
@@ -830,10 +893,11 @@ int net_poll(void)
         struct pbuf *batch;
         int n;
 
+        n = rx_poll_all();
         mutex_lock(&queue_lock);
         batch = queue_take_locked(net_config.input_batch);
         mutex_unlock(&queue_lock);
-        n = process_batch(batch);
+        n += process_batch(batch);
         n += net_timer_run_due();
         if (n == 0)
             break;
@@ -898,8 +962,11 @@ int net_run(void)
 
     mutex_lock(&net_lock);
     err = open_devices();
+    poll_devices_setup_locked();
     mutex_unlock(&net_lock);
     if (err < 0)
+        return err;
+    if (stack_wake[0] < 0 && (err = platform_wakeup_open(stack_wake)) < 0)
         return err;
     /* ARP announces each address now that its device is up */
     arp_announce_all();
@@ -922,6 +989,7 @@ int net_run_polled(void)
 
     mutex_lock(&net_lock);
     err = open_devices();
+    poll_devices_setup_locked();
     mutex_unlock(&net_lock);
     if (err == 0)
         arp_announce_all();
@@ -952,11 +1020,16 @@ void net_shutdown(void)
     if (was_running) {
         mutex_lock(&queue_lock);
         stop_requested = 1;
-        cond_signal(&input_cond);
+        stack_kick_locked();
         mutex_unlock(&queue_lock);
         thread_join(&stack_thread);
     }
-    /* 3. close devices: their RX threads stop and are joined */
+    npoll = 0; /* the stack thread is gone: nobody polls them any more */
+    if (stack_wake[0] >= 0) {
+        platform_wakeup_close(stack_wake);
+        stack_wake[0] = stack_wake[1] = -1;
+    }
+    /* 3. close devices */
     mutex_lock(&net_lock);
     dev = devices;
     mutex_unlock(&net_lock);

@@ -105,11 +105,16 @@ struct net_device_hook;
 
 /* What a driver provides. transmit() receives a whole frame (for Ethernet,
  * header included) and consumes the pbuf whatever it returns. open() and
- * close() are optional. */
+ * close() are optional. A device with a file descriptor to read (the tap)
+ * gives rx_fd() and rx_poll(): the stack thread sleeps in poll() on every
+ * such descriptor and, when one is readable, calls rx_poll(), which reads
+ * up to budget frames without blocking and hands each to net_input(). */
 struct net_device_ops {
     int (*open)(struct net_device *dev);
     int (*close)(struct net_device *dev);
     int (*transmit)(struct net_device *dev, struct pbuf *pb);
+    int (*rx_fd)(struct net_device *dev);
+    int (*rx_poll)(struct net_device *dev, unsigned budget);
 };
 
 enum net_device_stat {

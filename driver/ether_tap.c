@@ -3,12 +3,15 @@
  *
  * The tap's file descriptor carries whole Ethernet frames (no preamble, no
  * FCS): read() returns one frame the kernel sent "on the wire", write()
- * puts one on it. An RX thread per tap blocks in poll() on the fd and a
- * wake-up pipe, reads each frame into a pbuf and queues it with net_input();
- * close() writes to the pipe and joins the thread.
+ * puts one on it. The descriptor is non-blocking and has no thread of its
+ * own: the stack thread sleeps in poll() on it (net.c, stack_thread_main)
+ * and, when it is readable, calls ether_tap_rx_poll(), which reads what is
+ * waiting, a bounded batch of frames, into pbufs and passes each to
+ * net_input(). A frame is read and processed on the same thread, with no
+ * hand-off in between.
  *
- * Entry points: ether_tap_init (app setup), ether_tap_open/close/transmit
- * (net.c through the ops table), tap_rx_main (the RX thread).
+ * Entry points: ether_tap_init (app setup), ether_tap_open/close/transmit/
+ * rx_fd/rx_poll (net.c through the ops table).
  */
 #include "driver/ether_tap.h"
 
@@ -25,59 +28,46 @@
 struct tap_priv {
     int fd;               /* [c] */
     int created;          /* [c] */
-    int wake[2];          /* [c] pipe that stops the RX thread */
-    struct thread rx;     /* [c] started by open, joined by close */
 };
 
-static void *tap_rx_main(void *arg)
+static int ether_tap_rx_fd(struct net_device *dev)
 {
-    struct net_device *dev = arg;
+    return ((struct tap_priv *)dev->priv)->fd;
+}
+
+static int ether_tap_rx_poll(struct net_device *dev, unsigned budget)
+{
     struct tap_priv *priv = dev->priv;
+    unsigned n;
 
-    thread_set_name("rx-tap");
-    for (;;) {
+    for (n = 0; n < budget; n++) {
         struct pbuf *pb = pbuf_alloc(TAP_RX_HEADROOM, TAP_RX_BUF);
-        int n;
+        int len;
 
-        if (!pb) { /* out of memory: wait a little rather than spin */
-            if (platform_tap_read_or_wake(-1, priv->wake[0], NULL, 0, 10) == -EINTR)
-                break;
-            continue;
-        }
-        n = platform_tap_read_or_wake(priv->fd, priv->wake[0], pb->data, TAP_RX_BUF, -1);
-        if (n <= 0) {
-            pbuf_free(pb);
-            if (n == 0)
-                continue;
-            if (n != -EINTR)
-                log_error(LOG_DEV, "%s: read failed: %s", dev->name, strerror(-n));
+        if (!pb) /* out of memory: the frame waits in the kernel for now */
             break;
+        len = platform_tap_read_nb(priv->fd, pb->data, TAP_RX_BUF);
+        if (len <= 0) {
+            pbuf_free(pb);
+            if (len < 0)
+                log_error(LOG_DEV, "%s: read failed: %s", dev->name, strerror(-len));
+            break; /* nothing more waiting */
         }
-        pbuf_trim(pb, (size_t)n);
-        log_trace(LOG_DEV, "%s: rx %d bytes", dev->name, n);
+        pbuf_trim(pb, (size_t)len);
+        log_trace(LOG_DEV, "%s: rx %d bytes", dev->name, len);
         net_input(dev, pb);
     }
-    log_debug(LOG_DEV, "%s: rx thread stopped", dev->name);
-    return NULL;
+    return (int)n;
 }
 
 static int ether_tap_open(struct net_device *dev)
 {
-    struct tap_priv *priv = dev->priv;
-    int err;
-
     /* Right after a tap is attached, the kernel drops what we write until
      * the link is operationally up: wait for it (briefly; a tap left
      * administratively down never comes up, and then we go on anyway). */
     if (platform_link_wait_up(dev->name, 1000) < 0)
         log_warn(LOG_DEV, "%s: link is not up; is it down on the kernel side? (ip link set %s up)",
                  dev->name, dev->name);
-    if ((err = platform_wakeup_open(priv->wake)) < 0)
-        return err;
-    if ((err = thread_create(&priv->rx, "rx-tap", tap_rx_main, dev)) < 0) {
-        platform_wakeup_close(priv->wake);
-        return err;
-    }
     return 0;
 }
 
@@ -85,9 +75,6 @@ static int ether_tap_close(struct net_device *dev)
 {
     struct tap_priv *priv = dev->priv;
 
-    platform_wakeup_signal(priv->wake);
-    thread_join(&priv->rx);
-    platform_wakeup_close(priv->wake);
     platform_tap_close(priv->fd);
     priv->fd = -1;
     return 0;
@@ -106,6 +93,8 @@ static const struct net_device_ops ether_tap_ops = {
     .open = ether_tap_open,
     .close = ether_tap_close,
     .transmit = ether_tap_transmit,
+    .rx_fd = ether_tap_rx_fd,
+    .rx_poll = ether_tap_rx_poll,
 };
 
 struct net_device *ether_tap_init(const char *name, const uint8_t *mac, int *err)

@@ -243,7 +243,7 @@ int platform_tap_open(const char *name, int *created)
     snprintf(path, sizeof(path), "/sys/class/net/%s", name);
     existed = stat(path, &st) == 0;
 
-    fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK); /* the stack thread polls it */
     if (fd < 0)
         return -errno;
     memset(&ifr, 0, sizeof(ifr));
@@ -329,6 +329,43 @@ int platform_tap_read_or_wake(int fd, int wake_fd, void *buf, size_t size, int t
     if (n < 0)
         return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
     return (int)n;
+}
+
+int platform_tap_read_nb(int fd, void *buf, size_t size)
+{
+    ssize_t n;
+
+    do {
+        n = read(fd, buf, size);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EAGAIN ? 0 : -errno;
+    return (int)n;
+}
+
+int platform_wait_fds(const int *fds, int n, int wake_fd, int timeout_ms, unsigned char *ready)
+{
+    struct pollfd pfd[17];
+    int ret, count = 0;
+
+    if (n < 0 || n > 16)
+        return -EINVAL;
+    for (int i = 0; i < n; i++)
+        pfd[i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
+    pfd[n] = (struct pollfd){ .fd = wake_fd, .events = POLLIN };
+    ret = poll(pfd, (nfds_t)n + 1, timeout_ms);
+    if (ret < 0)
+        return errno == EINTR ? 0 : -errno;
+    if (pfd[n].revents & POLLIN) {
+        char buf[64];
+        while (read(wake_fd, buf, sizeof(buf)) > 0)
+            ;
+    }
+    for (int i = 0; i < n; i++) {
+        ready[i] = (pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
+        count += ready[i];
+    }
+    return count;
 }
 
 int platform_tap_read(int fd, void *buf, size_t size, int timeout_ms)

@@ -111,6 +111,13 @@ int platform_tap_write(int fd, const void *buf, size_t len);
 int platform_wakeup_open(int fds[2]);
 void platform_wakeup_signal(int fds[2]);
 void platform_wakeup_close(int fds[2]);
+/* Read one frame if one is waiting, never blocking (the tap is opened
+ * O_NONBLOCK): its length, 0 if none, or -errno. */
+int platform_tap_read_nb(int fd, void *buf, size_t size);
+/* Sleep until one of fds[0..n) is readable (ready[i] set to 1), the wakeup
+ * pipe fires (drained here), or timeout_ms passes (-1: no limit). Returns
+ * how many fds are readable, 0 on timeout or wakeup, or -errno. */
+int platform_wait_fds(const int *fds, int n, int wake_fd, int timeout_ms, unsigned char *ready);
 /* As platform_tap_read, but also returns -EINTR when the wakeup pipe fires. */
 int platform_tap_read_or_wake(int fd, int wake_fd, void *buf, size_t size, int timeout_ms);
 
