@@ -143,30 +143,36 @@ def test_ch09_header_states_and_socket_table(kernel_ns):
         # the two SYNs in hex: decode netstep's SYN,ACK as the chapter does
         lines = cap.wait_exit(5)
         synack = r"IP 192\.0\.2\.2\.7 > 192\.0\.2\.1\.\d+: Flags \[S\.\], seq (\d+), ack (\d+), " \
-                 r"win 65535, options \[mss 1460,nop,wscale 3\], length 0$"
+                 r"win 65535, options \[mss 1460,sackOK,TS val (\d+) ecr (\d+),nop,wscale 3\], length 0$"
         syn = (r"IP 192\.0\.2\.1\.\d+ > 192\.0\.2\.2\.7: Flags \[S\], seq (\d+), win \d+, "
-               r"options \[mss 1460,.*,wscale (\d+)\]")
+               r"options \[mss 1460,sackOK,TS val (\d+) ecr 0,nop,wscale (\d+)\]")
         i = [k for k, l in enumerate(lines) if re.search(synack, l)]
         assert i, "no SYN,ACK in:\n" + "\n".join(lines)
         m = re.search(synack, lines[i[0]])
         hexbytes = bytes.fromhex("".join(
-            "".join(l.split(":", 1)[1].split()) for l in lines[i[0] + 1:i[0] + 4]))
+            "".join(l.split(":", 1)[1].split()) for l in lines[i[0] + 1:i[0] + 5]))
         tcp = hexbytes[20:]
         assert tcp[0:2] == b"\x00\x07"
         assert int.from_bytes(tcp[4:8], "big") == int(m.group(1))
         assert int.from_bytes(tcp[8:12], "big") == int(m.group(2))
-        # 28 bytes of header: MSS 1460, NOP, window scale 3; the SYN's window unscaled
-        assert tcp[12] == 0x70 and tcp[13] == 0x12 and tcp[14:16] == b"\xff\xff", tcp[:16].hex()
-        assert tcp[20:28] == bytes.fromhex("020405b401030303") and len(tcp) == 28, tcp.hex()
+        # 40 bytes of header, laid out as Linux does: MSS 1460, SACK-permitted,
+        # timestamps (TSecr = the kernel's TSval), NOP, window scale 3; the SYN's window unscaled
+        assert tcp[12] == 0xa0 and tcp[13] == 0x12 and tcp[14:16] == b"\xff\xff", tcp[:16].hex()
+        assert tcp[20:28] == bytes.fromhex("020405b40402080a") and len(tcp) == 40, tcp.hex()
+        assert int.from_bytes(tcp[28:32], "big") == int(m.group(3)), tcp.hex()
+        assert int.from_bytes(tcp[32:36], "big") == int(m.group(4)), tcp.hex()
+        assert tcp[36:40] == bytes.fromhex("01030303"), tcp.hex()
         ms = re.search(syn, one(lines, syn))
-        k, peer_shift = int(ms.group(1)), int(ms.group(2))
+        k, peer_tsval, peer_shift = int(ms.group(1)), int(ms.group(2)), int(ms.group(3))
         assert int(m.group(2)) == k + 1
+        assert int(m.group(4)) == peer_tsval
         # both SYNs offered window scaling: snd_wnd is the kernel's field << its shift
         assert 0 < snd_wnd <= 65535 << peer_shift and snd_wnd % (1 << peer_shift) == 0, \
             (snd_wnd, peer_shift)
         doc_shows(CH09, synack)
         doc_shows(CH09, syn)
-        doc_shows(CH09, r"^\s+0x0020:  7012 ffff [0-9a-f]{4} 0000 0204 05b4 0103 0303$")
+        doc_shows(CH09, r"^\s+0x0020:  a012 ffff [0-9a-f]{4} 0000 0204 05b4 0402 080a$")
+        doc_shows(CH09, r"^\s+0x0030:  [0-9a-f]{4} [0-9a-f]{4} [0-9a-f]{4} [0-9a-f]{4} 0103 0303$")
         doc_shows(CH09, r"snd_wnd=64512 ")
 
         out, _ = client.communicate(timeout=10)
@@ -236,36 +242,47 @@ def test_ch10_handshake_log_tshark_reset_and_active_open(kernel_ns, tmp_path):
     doc_shows(CH10, TS + hs[3].replace(r"win (\d+)", "win 63"))
 
     lines = tshark(["-r", str(pcap), "--disable-protocol", "echo", "-Y", "tcp"])
-    syn_re = r"192\.0\.2\.1 → 192\.0\.2\.2    TCP 74 \d+ → 7 \[SYN\] Seq=0 Win=64240 Len=0 MSS=1460 .* WS=(\d+)$"
-    ack_re = r"192\.0\.2\.1 → 192\.0\.2\.2    TCP 54 \d+ → 7 \[ACK\] Seq=1 Ack=1 Win=(\d+) Len=0$"
-    for regex in [syn_re,
-                  r"192\.0\.2\.2 → 192\.0\.2\.1    TCP 62 7 → \d+ \[SYN, ACK\] Seq=0 Ack=1 Win=65535 "
-                  r"Len=0 MSS=1460 WS=8$",
-                  ack_re,
+    syn_re = (r"192\.0\.2\.1 → 192\.0\.2\.2    TCP 74 \d+ → 7 \[SYN\] Seq=0 Win=64240 Len=0 MSS=1460 "
+              r"SACK_PERM TSval=(\d+) TSecr=0 WS=(\d+)$")
+    synack_re = (r"192\.0\.2\.2 → 192\.0\.2\.1    TCP 74 7 → \d+ \[SYN, ACK\] Seq=0 Ack=1 Win=65535 "
+                 r"Len=0 MSS=1460 SACK_PERM TSval=(\d+) TSecr=(\d+) WS=8$")
+    ack_re = (r"192\.0\.2\.1 → 192\.0\.2\.2    TCP 66 \d+ → 7 \[ACK\] Seq=1 Ack=1 Win=(\d+) Len=0 "
+              r"TSval=(\d+) TSecr=(\d+)$")
+    for regex in [syn_re, synack_re, ack_re,
                   r"192\.0\.2\.1 → 192\.0\.2\.2    TCP 74 \d+ → 8 \[SYN\] Seq=0",
                   r"192\.0\.2\.2 → 192\.0\.2\.1    TCP 60 8 → \d+ \[RST, ACK\] Seq=1 Ack=1 Win=0 Len=0$"]:
         one(lines, regex, "in tshark's reading of the capture")
         doc_shows(CH10, regex)
     # tshark scales the kernel's third segment by the multiplier of its SYN, as netstep does
-    multiplier = int(re.search(syn_re, one(lines, syn_re)).group(1))
-    assert int(re.search(ack_re, one(lines, ack_re)).group(1)) == kernel_field * multiplier
-    doc_shows(CH10, r"TCP 54 \d+ → 7 \[ACK\] Seq=1 Ack=1 Win=64512 Len=0$")
-    # netstep's segments after its SYN,ACK: the whole 256 KiB buffer, scaled (the order of
-    # the echo, the ACK of the FIN and our FIN varies)
-    ours = matching(lines, r"192\.0\.2\.2 → 192\.0\.2\.1    TCP 60 7 → \d+ \[(?!SYN)[A-Z, ]+\] ")
-    assert len(ours) >= 3 and all(re.search(r" Win=262144 Len=", l) for l in ours), ours
-    doc_shows(CH10, r"192\.0\.2\.2 → 192\.0\.2\.1    TCP 60 7 → \d+ \[ACK\] Seq=1 Ack=8 Win=262144 Len=0$")
+    ms, ma, mk = (re.search(r, one(lines, r)) for r in (syn_re, synack_re, ack_re))
+    multiplier = int(ms.group(2))
+    assert int(mk.group(1)) == kernel_field * multiplier
+    # timestamps agreed: each SYN's TSval is echoed by the other side's next segment
+    assert int(ma.group(2)) == int(ms.group(1)) and int(mk.group(3)) == int(ma.group(1)), (ms, ma, mk)
+    doc_shows(CH10, r"TCP 66 \d+ → 7 \[ACK\] Seq=1 Ack=1 Win=64512 Len=0 TSval=\d+ TSecr=\d+$")
+    # netstep's segments after its SYN,ACK: the whole 256 KiB buffer, scaled, and a
+    # timestamp; 66 bytes, 72 with the echoed "hello\n" (the order of the echo, the ACK of
+    # the FIN and our FIN varies)
+    ours = matching(lines, r"192\.0\.2\.2 → 192\.0\.2\.1    TCP \d+ 7 → \d+ \[(?!SYN)[A-Z, ]+\] ")
+    assert len(ours) >= 3 and all(re.search(r"TCP (66 .* Len=0|72 .* Len=6) TSval=\d+ TSecr=\d+$", l)
+                                  and re.search(r" Win=262144 Len=", l) for l in ours), ours
+    doc_shows(CH10, r"192\.0\.2\.2 → 192\.0\.2\.1    TCP 66 7 → \d+ \[ACK\] Seq=1 Ack=8 Win=262144 Len=0 "
+                    r"TSval=\d+ TSecr=\d+$")
     rows = [l.split("\t") for l in tshark(["-r", str(pcap), "-Y", "tcp.flags.syn == 1", "-T", "fields",
                                            "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "tcp.seq_raw",
                                            "-e", "tcp.ack_raw", "-e", "tcp.options.mss_val",
-                                           "-e", "tcp.options.wscale.shift"])]
+                                           "-e", "tcp.options.wscale.shift",
+                                           "-e", "tcp.options.timestamp.tsval",
+                                           "-e", "tcp.options.timestamp.tsecr"])]
     assert len(rows) == 3, rows
     assert rows[0][1] == "7" and rows[1][0] == "7" and rows[2][1] == "8", rows
     assert int(rows[1][3]) == int(rows[0][2]) + 1 and all(r[4] == "1460" for r in rows), rows
     assert 1 << int(rows[0][5]) == multiplier and rows[1][5] == "3", rows   # our shift: 256 KiB >> 3
-    doc_shows(CH10, r"^\d+\t7\t\d+\t0\t1460\t\d+$")
-    doc_shows(CH10, r"^7\t\d+\t\d+\t\d+\t1460\t3$")
-    doc_shows(CH10, r"-e tcp\.options\.mss_val -e tcp\.options\.wscale\.shift ")
+    assert rows[0][7] == "0" and rows[1][7] == rows[0][6] and rows[2][7] == "0", rows
+    doc_shows(CH10, r"^\d+\t7\t\d+\t0\t1460\t\d+\t\d+\t0$")
+    doc_shows(CH10, r"^7\t\d+\t\d+\t\d+\t1460\t3\t\d+\t\d+$")
+    doc_shows(CH10, r"-e tcp\.options\.mss_val -e tcp\.options\.wscale\.shift "
+                    r"-e tcp\.options\.timestamp\.tsval -e tcp\.options\.timestamp\.tsecr ")
 
     # the active open: netstep's tcp-client against the kernel's nc -l
     nc = ns.popen(["nc", "-l", "192.0.2.1", "7777"], stdout=subprocess.PIPE, text=True)
@@ -320,17 +337,26 @@ def test_ch11_zero_window_persist_and_window_update(kernel_ns):
     finally:
         stop_ok(c)
     lines = cap.stop()
-    kernel_zero = r"IP 192\.0\.2\.1\.\d+ > 192\.0\.2\.2\.19: Flags \[\.\], ack (\d+), win 0, length 0$"
+    tsopt = r"options \[nop,nop,TS val \d+ ecr \d+\]"       # every segment after the SYNs
+    kernel_zero = r"IP 192\.0\.2\.1\.\d+ > 192\.0\.2\.2\.19: Flags \[\.\], ack (\d+), win 0, %s, length 0$" % tsopt
     # window scaling agreed, shift 0 for the kernel's small buffer and 3 for netstep's 256 KiB:
     # netstep's SYN,ACK says 65535 (never scaled), its later segments 32768 (262144 >> 3)
     synack = (r"IP 192\.0\.2\.2\.19 > 192\.0\.2\.1\.\d+: Flags \[S\.\], seq \d+, ack \d+, win 65535, "
-              r"options \[mss 1460,nop,wscale 3\], length 0$")
+              r"options \[mss 1460,sackOK,TS val \d+ ecr \d+,nop,wscale 3\], length 0$")
     one(lines, synack)
-    one(lines, r"IP 192\.0\.2\.1\.\d+ > 192\.0\.2\.2\.19: Flags \[S\], .*,nop,wscale 0\], length 0$")
+    one(lines, r"IP 192\.0\.2\.1\.\d+ > 192\.0\.2\.2\.19: Flags \[S\], .*options \[mss 1460,sackOK,TS val \d+ "
+               r"ecr 0,nop,wscale 0\], length 0$")
     ours = matching(lines, r"IP 192\.0\.2\.2\.19 > 192\.0\.2\.1\.\d+: Flags \[[^S]*\], ")
     assert ours and all(", win 32768, " in l for l in ours), "\n".join(ours[:10])
     doc_shows(CH11, synack)
-    probe = r"IP 192\.0\.2\.2\.19 > 192\.0\.2\.1\.\d+: Flags \[\.\], seq (\d+):(\d+), ack 1, win 32768, length 1$"
+    # and every later segment of ours carries a timestamp: full ones hold 1460 - 12 = 1448 bytes
+    assert all(re.search(r", %s, length \d+$" % tsopt, l) for l in ours), "\n".join(ours[:10])
+    full = matching(lines, r"IP 192\.0\.2\.2\.19 > 192\.0\.2\.1\.\d+: Flags \[\.\], seq \d+:\d+, ack 1, "
+                           r"win 32768, %s, length 1448$" % tsopt)
+    assert len(full) > 600, len(full)            # 1000000 / 1448 = 690.6
+    assert not matching(lines, r"length (1449|14[5-9]\d|1[5-9]\d\d)$")
+    probe = (r"IP 192\.0\.2\.2\.19 > 192\.0\.2\.1\.\d+: Flags \[\.\], seq (\d+):(\d+), ack 1, win 32768, "
+             r"%s, length 1$" % tsopt)
     zeros = [(k, re.search(kernel_zero, l)) for k, l in enumerate(lines) if re.search(kernel_zero, l)]
     probes = [(k, re.search(probe, l)) for k, l in enumerate(lines) if re.search(probe, l)]
     assert zeros and len(probes) >= 3, "\n".join(lines[:40])
@@ -339,12 +365,13 @@ def test_ch11_zero_window_persist_and_window_update(kernel_ns):
         assert (int(m.group(1)), int(m.group(2))) == (edge, edge + 1)
     after = [l for l in lines[probes[-1][0]:]
              if re.search(r"192\.0\.2\.1\.\d+ > 192\.0\.2\.2\.19: Flags \[\.\], ack %d, win [1-9]\d*, "
-                          r"length 0$" % edge, l)]
+                          r"%s, length 0$" % (edge, tsopt), l)]
     assert after, "no window update after the probes:\n" + "\n".join(lines[:40])
     for regex in (kernel_zero, probe,
-                  r"IP 192\.0\.2\.1\.\d+ > 192\.0\.2\.2\.19: Flags \[\.\], ack \d+, win [1-9]\d*, length 0$",
+                  r"IP 192\.0\.2\.1\.\d+ > 192\.0\.2\.2\.19: Flags \[\.\], ack \d+, win [1-9]\d*, %s, "
+                  r"length 0$" % tsopt,
                   r"IP 192\.0\.2\.2\.19 > 192\.0\.2\.1\.\d+: Flags \[\.\], seq \d+:\d+, ack 1, win 32768, "
-                  r"length 1460$"):
+                  r"%s, length 1448$" % tsopt):
         doc_shows(CH11, regex)
 
 
@@ -367,22 +394,32 @@ def test_ch12_retransmission_under_loss(kernel_ns, tmp_path):
         out, err = stop_ok(c)
     st = c.final_stats
     names = ["tcp.retrans_segs", "tcp.fast_retransmits", "tcp.rto_timeouts", "tcp.in_dup_acks",
+             "tcp.sack_recoveries", "tcp.sack_retrans_segs", "tcp.tlp_probes",
              "fault.rx_dropped", "fault.tx_dropped"]
     v = {n: st[n] for n in names}
     for n in names:
         doc_shows(CH12, r"^%s \d+$" % re.escape(n))
     # lost frames both ways; every lost data segment sent again, by one of
-    # the two mechanisms; a few lost frames are not data (ARP, a last ACK)
+    # the mechanisms; a few lost frames are not data (ARP, a last ACK)
     assert v["fault.tx_dropped"] > 0 and v["fault.rx_dropped"] > 0, v
     assert v["tcp.fast_retransmits"] + v["tcp.rto_timeouts"] > 0, v
     assert v["tcp.fast_retransmits"] <= v["tcp.retrans_segs"], v
     assert v["tcp.retrans_segs"] >= v["fault.tx_dropped"] - 4, v
-    assert v["tcp.in_dup_acks"] >= 3 * v["tcp.fast_retransmits"], v
+    # the kernel offers SACK: every recovery (enter_recovery counts it in both) is
+    # SACK-driven, resends holes counted among all resends, and starts on a
+    # duplicate ACK -- not necessarily the third (RFC 6675 IsLost)
+    assert v["tcp.sack_recoveries"] == v["tcp.fast_retransmits"] > 0, v
+    assert v["tcp.fast_retransmits"] <= v["tcp.sack_retrans_segs"] <= v["tcp.retrans_segs"], v
+    assert v["tcp.in_dup_acks"] >= v["tcp.fast_retransmits"], v
+    assert st["tcp.in_sack_blocks"] > 0, st
 
     rto = matching(err.splitlines(), TS + r"\[stack\] tcp debug tcp_output\.c:\d+ rto: resend from \d+, "
                                           r"rto now \d+ ms, try \d+$")
     assert len(rto) <= v["tcp.rto_timeouts"] and (rto or v["tcp.rto_timeouts"] == 0), (len(rto), v)
-    doc_shows(CH12, TS + r"\[stack\] tcp debug tcp_output\.c:\d+ rto: resend from \d+, rto now 800 ms, try 2$")
+    doc_shows(CH12, TS + r"\[stack\] tcp debug tcp_output\.c:\d+ rto: resend from \d+, rto now 400 ms, try 1$")
+    tlp = matching(err.splitlines(), TS + r"\[stack\] tcp debug tcp_output\.c:\d+ tlp: probe at \d+, flight \d+$")
+    assert len(tlp) <= v["tcp.tlp_probes"], (len(tlp), v)
+    doc_shows(CH12, TS + r"\[stack\] tcp debug tcp_output\.c:\d+ tlp: probe at \d+, flight \d+$")
 
     if netstep.run(["sh", "-c", "command -v tshark"], check=False).returncode == 0:
         expert = tshark(["-r", str(pcap), "-q", "-z", "expert,note"], timeout=60)
@@ -390,8 +427,13 @@ def test_ch12_retransmission_under_loss(kernel_ns, tmp_path):
             ls = matching(expert, r"^\s+(\d+)\s+Sequence\s+TCP\s+This frame is a \(suspected\) %s$" % what)
             return int(ls[0].split()[0]) if ls else 0
         fast, retrans = count("fast retransmission"), count("retransmission")
-        assert abs(fast - v["tcp.fast_retransmits"]) <= 2, (fast, v)
-        assert abs(retrans - v["tcp.retrans_segs"]) <= 3, (retrans, v)
+        ooo = count("out-of-order segment")
+        # tshark calls "fast" only a resend of what two duplicate ACKs asked for (a
+        # recovery's first hole), and takes SACK recovery's quick resends of later holes
+        # for reordering: together they are every resend
+        assert 0 < fast <= v["tcp.fast_retransmits"] + 2, (fast, v)
+        assert fast <= retrans and abs(retrans + ooo - v["tcp.retrans_segs"]) <= 3, (retrans, ooo, v)
+        doc_shows(CH12, r"^\s+\d+\s+Sequence\s+TCP\s+This frame is a \(suspected\) out-of-order segment$")
         doc_shows(CH12, r"^\s+\d+\s+Sequence\s+TCP\s+This frame is a \(suspected\) fast retransmission$")
         doc_shows(CH12, r"^\s+\d+\s+Sequence\s+TCP\s+This frame is a \(suspected\) retransmission$")
 

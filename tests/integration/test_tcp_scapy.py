@@ -246,20 +246,32 @@ def test_handshake_mss_option(echo):
 
 def test_linux_style_syn_options_parsed(echo):
     """A SYN with the options Linux sends (MSS, SACK-permitted, timestamps,
-    window scale) is accepted; netstep answers MSS and window scale (RFC
-    7323, shift 3 for its 256 KiB buffer) and nothing it cannot honour yet
-    (SACK, timestamps)."""
+    window scale) is accepted, and netstep's SYN-ACK answers all four, in
+    Linux's layout: MSS, SACK-permitted (RFC 2018), timestamps whose TSecr
+    echoes the SYN's TSval (RFC 7323 §3), window scale (shift 3 for its
+    256 KiB buffer)."""
     peer, app = echo
     c = Conn(peer, ECHO)
     sa = c.open(options=[("MSS", 1460), ("SAckOK", b""), ("Timestamp", (12345, 0)),
                          ("NOP", None), ("WScale", 7)])
     opts = [(k, v) for k, v in sa[TCP].options if k not in ("NOP", "EOL")]
-    assert [k for k, _ in opts] == ["MSS", "WScale"], "SYN-ACK options %r" % sa[TCP].options
-    assert dict(opts)["WScale"] == 3, "SYN-ACK options %r" % sa[TCP].options
+    assert [k for k, _ in opts] == ["MSS", "SAckOK", "Timestamp", "WScale"], \
+        "SYN-ACK options %r" % sa[TCP].options
+    d = dict(opts)
+    assert d["MSS"] == 1460 and d["WScale"] == 3, "SYN-ACK options %r" % sa[TCP].options
+    tsval, tsecr = d["Timestamp"]
+    assert tsecr == 12345, "SYN-ACK options %r" % sa[TCP].options
+    # the same 20 option bytes as a Linux SYN: mss, sackOK, TS, nop, wscale
+    assert [k for k, _ in sa[TCP].options] == ["MSS", "SAckOK", "Timestamp", "NOP", "WScale"], \
+        "SYN-ACK options %r" % sa[TCP].options
+    assert sa[TCP].dataofs == 10, sa[TCP].dataofs
     # windows are scaled from here on (our raw window field is only smaller
-    # than what netstep means, so the peer here stays within it)
+    # than what netstep means, so the peer here stays within it); netstep's
+    # segments carry timestamps, its TSval not going backwards
     data = os.urandom(3000)
     assert c.echo(data) == data
+    ts = [dict(p[TCP].options).get("Timestamp") for p in c.data_segs]
+    assert ts and all(t is not None and (t[0] - tsval) % 2**32 < 2**31 for t in ts), ts
 
 
 def test_peer_mss_536_respected(echo):
