@@ -728,9 +728,15 @@ static void rexmt_fire(void *arg)
          * algorithm decides by how much (tcp_cc.h). A second timeout in a
          * row does not halve again what the first already cut. */
         if (pcb->retries == 1) {
-            if (pcb->in_recovery && pcb->cwnd > pcb->ssthresh)
+            uint32_t prev = pcb->ssthresh;
+            int was_recovering = pcb->in_recovery;
+            if (was_recovering && pcb->cwnd > pcb->ssthresh)
                 pcb->cwnd = pcb->ssthresh; /* undo NewReno's inflation first */
             pcb->cc->congestion(pcb, TCP_CC_RTO, net_now_ms());
+            /* a flight full of SACKed data is not in the network: a timeout
+             * in recovery never raises the threshold recovery set */
+            if (was_recovering && pcb->ssthresh > prev)
+                pcb->ssthresh = prev;
         } else {
             pcb->cwnd = pcb->snd_mss;
         }
