@@ -5,15 +5,20 @@
  * Entry points and their callers:
  *   net_init / net_run / net_shutdown    apps and tests
  *   net_device_register                  drivers (driver/)
- *   net_input                            drivers' RX threads (any thread)
+ *   net_input                            ops->rx_poll on the stack thread, loopback
+ *                                        (any thread)
+ *   net_batch_end_register               protocols, at init
  *   net_device_hook_add / net_hook_next  pcap and fault hooks (driver/)
  *   net_device_output                    ip_output, arp (any thread)
  *   net_timer_*                          protocol modules (any thread)
  *   net_poll                             tests without a stack thread
  *
- * The stack thread (stack_thread_main) sleeps on input_cond until a frame is
- * queued, a timer earlier than its sleep is armed, or shutdown begins; it
- * never polls on an interval. Lock order: net_lock, then queue_lock, then
+ * The stack thread (stack_thread_main) sleeps until a device it reads has a
+ * frame (poll() on their descriptors and a wake-up pipe), a frame is queued
+ * by another thread, a timer earlier than its sleep is armed, or shutdown
+ * begins (with no device to read, on input_cond); it never polls on an
+ * interval. After each batch of input it runs the protocols' batch-end
+ * work (TCP's put-off ACKs and reader wake-ups). Lock order: net_lock, then queue_lock, then
  * timer_lock; a device's tx_lock is taken with none of these held. Device
  * hooks run with none of net.c's locks held (they may arm timers, queue
  * input and transmit).
@@ -115,6 +120,9 @@ static struct shutdown_notifier *notifiers;  /* [N] */
 static unsigned next_index;                  /* [N] */
 static _Atomic int shutting_down;
 static int running;                          /* [N] stack thread started */
+#define NET_BATCH_END_MAX 4
+static void (*batch_end_fns[NET_BATCH_END_MAX])(void); /* [N] set at init */
+static int nbatch_end;                                 /* [N] */
 
 /* ---- input queue ---------------------------------------------------------- */
 
@@ -615,9 +623,22 @@ static struct pbuf *queue_take_locked(unsigned max)
     return head;
 }
 
+int net_batch_end_register(void (*fn)(void))
+{
+    int err = 0;
+
+    mutex_lock(&net_lock);
+    if (nbatch_end >= NET_BATCH_END_MAX)
+        err = -ENOSPC;
+    else
+        batch_end_fns[nbatch_end++] = fn;
+    mutex_unlock(&net_lock);
+    return err;
+}
+
 static int process_batch(struct pbuf *batch)
 {
-    int n = 0;
+    int n = 0, fns;
 
     while (batch) {
         struct pbuf *pb = batch;
@@ -625,6 +646,13 @@ static int process_batch(struct pbuf *batch)
         pb->next = NULL;
         net_input_process(pb->dev, pb);
         n++;
+    }
+    if (n) {
+        mutex_lock(&net_lock);
+        fns = nbatch_end;
+        mutex_unlock(&net_lock);
+        for (int i = 0; i < fns; i++) /* registered once at init: stable */
+            batch_end_fns[i]();
     }
     return n;
 }
@@ -1062,6 +1090,7 @@ void net_shutdown(void)
         protocols = proto->next;
         mem_free(proto);
     }
+    nbatch_end = 0;
     while ((n = notifiers)) {
         notifiers = n->next;
         mem_free(n);

@@ -233,6 +233,10 @@ int net_hook_next(struct net_device_hook *h, enum net_dir dir, struct pbuf *pb);
  * protocol's header. It consumes pb. */
 typedef void (*net_protocol_handler)(struct net_device *dev, struct pbuf *pb);
 int net_protocol_register(uint16_t type, net_protocol_handler handler);
+/* fn() runs on the stack thread after each batch of input frames: work a
+ * protocol put off while the batch was processed (TCP: one ACK and one
+ * reader wake-up per connection per batch, not per segment). */
+int net_batch_end_register(void (*fn)(void));
 
 /* ---- input ----------------------------------------------------------------
  * Called by drivers (any thread) with a whole frame; for devices without a

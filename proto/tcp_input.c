@@ -849,13 +849,18 @@ static void receive_text(struct tcp_pcb *pcb, const struct tcp_seg *seg)
     }
     ring_commit(&pcb->rcvbuf, seg->dlen);
     pcb->rcv_nxt += seg->dlen;
-    if (ooo_advance(pcb))
+    if (ooo_advance(pcb)) {
         pcb->ack_now = 1; /* a hole was filled: ACK at once */
-    else if (++pcb->acks_pending >= 2)
-        pcb->ack_now = 1; /* every second segment (RFC 9293 §3.8.6.3) */
-    else
+    } else if (++pcb->acks_pending >= 2) {
+        /* every second segment (RFC 9293 §3.8.6.3), but once per input
+         * batch: the segments of one batch arrived together, and one ACK
+         * for all of them (as Linux sends for a GRO batch) saves a frame
+         * and a kernel round per segment; it goes out within the batch */
+        tcp_batch_defer_locked(pcb, 0, 1);
+    } else {
         net_timer_arm(&pcb->delack, net_config.tcp_delack_ms);
-    tcp_notify_locked(pcb);
+    }
+    tcp_batch_defer_locked(pcb, 1, 0); /* one wake-up of the reader per batch */
 }
 
 static void receive_fin(struct tcp_pcb *pcb, const struct tcp_seg *seg)

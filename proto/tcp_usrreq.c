@@ -234,8 +234,58 @@ struct tcp_pcb *tcp_lookup_locked(uint32_t laddr, uint16_t lport, uint32_t raddr
     return listener;
 }
 
+/* ---- work put off to the end of an input batch ------------------------------- */
+
+static struct tcp_pcb *batch_list; /* [T] */
+
+void tcp_batch_defer_locked(struct tcp_pcb *pcb, int notify, int ack)
+{
+    pcb->batch_notify |= notify;
+    pcb->batch_ack |= ack;
+    if (!pcb->batch_queued) {
+        pcb->batch_queued = 1;
+        pcb->batch_next = batch_list;
+        batch_list = pcb;
+    }
+}
+
+void tcp_batch_forget_locked(struct tcp_pcb *pcb)
+{
+    for (struct tcp_pcb **pp = &batch_list; *pp; pp = &(*pp)->batch_next) {
+        if (*pp == pcb) {
+            *pp = pcb->batch_next;
+            break;
+        }
+    }
+    pcb->batch_queued = pcb->batch_notify = pcb->batch_ack = 0;
+}
+
+/* The stack thread finished a batch of input: send the ACKs and wake the
+ * readers it put off (net_batch_end_register). */
+static void tcp_batch_end(void)
+{
+    mutex_lock(&tcp_lock);
+    while (batch_list) {
+        struct tcp_pcb *pcb = batch_list;
+        batch_list = pcb->batch_next;
+        pcb->batch_queued = 0;
+        if (pcb->state != TCPS_CLOSED && !pcb->reaping) {
+            if (pcb->batch_ack && pcb->acks_pending)
+                pcb->ack_now = 1;
+            if (pcb->ack_now)
+                tcp_output_locked(pcb);
+            if (pcb->batch_notify)
+                tcp_notify_locked(pcb);
+        }
+        pcb->batch_notify = pcb->batch_ack = 0;
+    }
+    mutex_unlock(&tcp_lock);
+}
+
 void tcp_pcb_unlink_locked(struct tcp_pcb *pcb)
 {
+    if (pcb->batch_queued)
+        tcp_batch_forget_locked(pcb);
     if (pcb->hash_slot >= 0 && tcp_hash[pcb->hash_slot] == pcb)
         tcp_hash[pcb->hash_slot] = NULL;
     pcb->hash_slot = -1;
@@ -977,6 +1027,8 @@ int tcp_init(void)
     mutex_unlock(&tcp_lock);
     if ((err = ip_protocol_register(IP_PROTOCOL_TCP, tcp_input, tcp_icmp_error)) < 0)
         return err;
+    if ((err = net_batch_end_register(tcp_batch_end)) < 0)
+        return err;
     return sock_register_ops(SOCK_STREAM, IPPROTO_TCP, &tcp_ops);
 }
 
@@ -986,6 +1038,7 @@ void tcp_cleanup(void)
 {
     mutex_lock(&tcp_lock);
     memset(tcp_hash, 0, sizeof(tcp_hash));
+    batch_list = NULL;
     while (tcp_pcbs) {
         struct tcp_pcb *p = tcp_pcbs;
         tcp_pcbs = p->next;

@@ -122,6 +122,11 @@ struct tcp_pcb {
     struct tcp_pcb *next;          /* [T] every pcb */
     struct tcp_pcb **pprev;        /* [T] what points at this one (O(1) unlink) */
     int hash_slot;                 /* [T] its slot in the lookup cache, or -1 */
+    struct tcp_pcb *batch_next;    /* [T] on the list of pcbs with work put off
+                                      to the end of the input batch */
+    int batch_queued;              /* [T] on that list */
+    int batch_notify;              /* [T] wake the reader then */
+    int batch_ack;                 /* [T] send the ACK then */
     enum tcp_state state;          /* [T] */
     struct sock_addr local;        /* [T] */
     struct sock_addr remote;       /* [T] */
@@ -250,6 +255,12 @@ uint32_t tcp_new_iss(const struct sock_addr *local, const struct sock_addr *remo
 int tcp_buffers_alloc_locked(struct tcp_pcb *pcb);
 /* A child of listener lpcb reached ESTABLISHED: move it to the accept queue. */
 void tcp_child_established_locked(struct tcp_pcb *pcb);
+
+/* Put off to the end of the input batch (the stack thread): the reader's
+ * wake-up and the every-second-segment ACK. */
+void tcp_batch_defer_locked(struct tcp_pcb *pcb, int notify, int ack);
+/* Drop pcb from that list (it is about to be freed). */
+void tcp_batch_forget_locked(struct tcp_pcb *pcb);
 
 /* tcp_output.c */
 /* Send whatever the windows and Nagle allow, and a pending ACK. */

@@ -243,24 +243,40 @@ def test_ch01_stack_thread_sleeps_until_input_or_timer(kernel_ns):
         ready = "netstepd: up on tap0 192.0.2.2/24 mac %s" % DOC_MAC
         assert d.ready_line == ready
         doc_shows(ch, "^" + re.escape(ready) + "$")
+        # exactly two threads: no RX thread, the stack thread reads the tap
         th = tasks(d.pid)
-        assert {"main", "rx-tap", "stack"} <= set(th), th
-        doc_shows(ch, r"^\s*\d+ stack\s+Sl\s+futex")
-        assert "futex" in wchan(d.pid, th["stack"])
-        assert "poll" in wchan(d.pid, th["rx-tap"])
+        assert len(os.listdir("/proc/%d/task" % d.pid)) == 2 and set(th) == {"main", "stack"}, th
+        doc_shows(ch, r"^\s*\d+ main\s+Sl\s+do_sigtimedwait")
+        doc_shows(ch, r"^\s*\d+ stack\s+Sl\s+poll_schedule_timeout")
+        for page in CHAPTERS + OTHER_PAGES:
+            assert "rx-tap" not in doc(page), "docs/%s still shows an rx-tap thread" % page
+        # the stack thread sleeps in poll() (on the tap and its wake-up pipe),
+        # not on a condition variable
+        w = wchan(d.pid, th["stack"])
+        assert "poll" in w and "futex" not in w, w
 
-        # idle: the stack thread wakes only for the 1-second ARP timer, the
-        # RX thread not at all
-        s0, r0 = voluntary(d.pid, th["stack"]), voluntary(d.pid, th["rx-tap"])
+        # idle: the stack thread wakes only for the 1-second ARP timer (one
+        # wake-up per timer run, none for anything else), main not at all
+        st0 = d.stats()
+        s0, m0 = voluntary(d.pid, th["stack"]), voluntary(d.pid, th["main"])
         t0 = time.monotonic()
         time.sleep(3.0)
-        s1, r1 = voluntary(d.pid, th["stack"]), voluntary(d.pid, th["rx-tap"])
+        s1, m1 = voluntary(d.pid, th["stack"]), voluntary(d.pid, th["main"])
         idle = time.monotonic() - t0
-        assert r1 == r0, "RX thread woke while nothing arrived"
+        st1 = d.stats()
+        assert m1 == m0, "main woke while idle"
         assert int(idle) - 1 <= s1 - s0 <= int(idle) + 2, \
             "stack thread woke %d times in %.1f s of idleness" % (s1 - s0, idle)
+        dl = deltas(st0, st1, ["net.timers_run", "dev.tap0.rx_frames", "net.input_queued"])
+        assert dl["dev.tap0.rx_frames"] == 0 and dl["net.input_queued"] == 0, dl
+        # st0..st1 spans s0..s1, so every wake-up ran a timer (+1: poll()'s
+        # millisecond timeout may end just before the deadline)
+        assert s1 - s0 <= dl["net.timers_run"] + 1, (s1 - s0, dl)
         doc_shows(ch, r"^stack voluntary_ctxt_switches:\s+3$")
         doc_shows(ch, r"^stack voluntary_ctxt_switches:\s+8$")
+        assert not re.search(r"(?m)^\S+ voluntary_ctxt_switches:", re.sub(
+            r"(?m)^(main|stack) voluntary_ctxt_switches:.*$", "", doc(ch))), \
+            "docs/%s shows a thread other than main and stack" % ch
 
         before = d.stats()
         r = sh(kernel_ns, ["ping", "-c", "3", "-q", "192.0.2.2"], rc=0)
@@ -601,9 +617,11 @@ def test_ch06_blocking_close_and_errno(kernel_ns):
     try:
         doc_shows(ch, READY_ECHO)
         th = tasks(e.pid)
-        assert {"main", "rx-tap", "stack", "echo-udp"} <= set(th), th
+        assert {"main", "stack", "echo-udp"} <= set(th) and "rx-tap" not in th, th
         assert "futex" in wchan(e.pid, th["echo-udp"])
+        assert "poll" in wchan(e.pid, th["stack"]), wchan(e.pid, th["stack"])
         doc_shows(ch, r"^\s*\d+ echo-udp\s+Sl\s+futex")
+        doc_shows(ch, r"^\s*\d+ stack\s+Sl\s+poll_schedule_timeout")
         r = netstep.run(ns.cmd(["nc", "-u", "-w1", "192.0.2.2", "7"]), timeout=10,
                         check=False, input="hello\n")
         assert r.stdout == "hello\n", r
@@ -630,7 +648,7 @@ def test_ch06_blocking_close_and_errno(kernel_ns):
 # chapter 7
 
 @pytest.mark.needs_bin("echo-server", "discard-server", "udp-client")
-def test_ch07_udp(kernel_ns):
+def test_ch07_udp(kernel_ns, tmp_path):
     need("nc", "tcpdump", "socat")
     ch = CHAPTERS[6]
     ns = kernel_ns
@@ -672,8 +690,13 @@ def test_ch07_udp(kernel_ns):
                ready=r"^discard-server: listening on 192\.0\.2\.2:9 \((tcp, )?udp\)$")
     try:
         before = dsrv.stats()
-        netstep.run(ns.cmd(["nc", "-u", "-w1", "192.0.2.2", "9"]), timeout=10, check=False,
-                    input="\0" * 100000)
+        # from a regular file, so that each of nc's reads returns a full
+        # buffer (16384 bytes) and the split into 7 datagrams does not
+        # depend on how fast a pipe is filled
+        (tmp_path / "zeros").write_bytes(b"\0" * 100000)
+        with open(str(tmp_path / "zeros"), "rb") as zeros:
+            netstep.run(ns.cmd(["nc", "-u", "-w1", "192.0.2.2", "9"]), timeout=10, check=False,
+                        stdin=zeros)
         netstep.run(ns.cmd(["nc", "-u", "-b", "-w1", "192.0.2.255", "9"]), timeout=10,
                     check=False, input="broadcast\n")
         after = dsrv.stats()
@@ -710,6 +733,11 @@ def test_architecture_packet_path(kernel_ns):
     finally:
         stop_ok(d)
     log = d.err.lines
+    # no thread but main (start-up, shutdown) and stack: the stack thread
+    # reads the tap itself
+    others = [l for l in log if re.match(TS, l) and not re.match(TS + r"\[(main|stack)\] ", l)]
+    assert not others, others[:5]
+    doc_shows(page, r"no line from any thread but `main`")
     start = [i for i, l in enumerate(log) if re.search(r"tap0 In  IP .* seq 2, length 64$", l)]
     assert start, "no 'tap0 In' line for seq 2 in:\n" + "\n".join(log)[-4000:]
     path = log[start[0]:start[0] + 8]
