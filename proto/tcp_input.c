@@ -500,6 +500,17 @@ static size_t sent_bytes_from_una(struct tcp_pcb *pcb, size_t max)
     return n < max ? n : max;
 }
 
+/* ACKs made room in the send buffer: wake a writer (or a poller for
+ * POLLOUT) at the end of the input batch, and only once half the buffer
+ * is free or everything is acknowledged (a lingering close waits for
+ * that), not for every segment's worth, as Linux does: a blocked writer
+ * then moves a large chunk per wake-up. */
+static void writer_wakeup(struct tcp_pcb *pcb)
+{
+    if (!pcb->sndbuf.buf || ring_space(&pcb->sndbuf) >= pcb->sndbuf_size / 2 || pcb->snd_una == pcb->snd_max)
+        tcp_batch_defer_locked(pcb, 1, 0);
+}
+
 static void ack_new_data(struct tcp_pcb *pcb, const struct tcp_seg *seg)
 {
     uint32_t acked = seg->ack - pcb->snd_una;
@@ -552,7 +563,7 @@ static void ack_new_data(struct tcp_pcb *pcb, const struct tcp_seg *seg)
                 tcp_send_segment_locked(pcb, TCP_FLG_ACK, pcb->snd_una, 0, len);
         }
         tcp_rexmt_arm_locked(pcb);
-        tcp_notify_locked(pcb);
+        writer_wakeup(pcb);
         return;
     } else if (pcb->in_recovery) {
         pcb->in_recovery = 0; /* full ACK: leave fast recovery */
@@ -570,7 +581,7 @@ static void ack_new_data(struct tcp_pcb *pcb, const struct tcp_seg *seg)
         tcp_rexmt_arm_locked(pcb); /* RFC 6298 §5.3: restart */
         tcp_tlp_arm_locked(pcb);
     }
-    tcp_notify_locked(pcb);        /* room in the send buffer */
+    writer_wakeup(pcb);            /* room in the send buffer */
 }
 
 /* Fast retransmit (RFC 5681 §3.2), entering recovery: NewReno (RFC 6582)
