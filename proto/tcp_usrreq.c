@@ -738,6 +738,36 @@ static int send_blocker(struct tcp_pcb *pcb)
     }
 }
 
+/* len bytes of the caller's iovecs, from off bytes in, onto the end of r
+ * (which has the room). */
+static void iov_to_ring(const struct sock_iov *v, size_t off, struct ring *r, size_t len)
+{
+    for (size_t i = 0; i < v->iovcnt && len > 0; i++) {
+        size_t n = v->iov[i].iov_len, c;
+        if (off >= n) {
+            off -= n;
+            continue;
+        }
+        c = n - off < len ? n - off : len;
+        ring_write(r, (const uint8_t *)v->iov[i].iov_base + off, c);
+        len -= c;
+        off = 0;
+    }
+}
+
+/* The first len bytes of r into the caller's iovecs (they have the room). */
+static void ring_to_iov(const struct ring *r, const struct sock_iov *v, size_t len)
+{
+    size_t roff = 0;
+
+    for (size_t i = 0; i < v->iovcnt && len > 0; i++) {
+        size_t c = v->iov[i].iov_len < len ? v->iov[i].iov_len : len;
+        ring_peek(r, roff, v->iov[i].iov_base, c);
+        roff += c;
+        len -= c;
+    }
+}
+
 static ssize_t tcp_send(struct sock *s, const struct sock_iov *data, const struct sock_addr *to,
                         int flags, uint64_t deadline)
 {
@@ -762,15 +792,9 @@ static ssize_t tcp_send(struct sock *s, const struct sock_iov *data, const struc
             break;
         if (!connecting(pcb) && ring_space(&pcb->sndbuf) > 0) {
             size_t n = ring_space(&pcb->sndbuf);
-            uint8_t tmp[2048];
             if (n > data->len - done)
                 n = data->len - done;
-            for (size_t k = 0; k < n;) { /* iovec -> ring, a chunk at a time */
-                size_t c = n - k < sizeof(tmp) ? n - k : sizeof(tmp);
-                sock_iov_to_buf(data, done + k, tmp, c);
-                ring_write(&pcb->sndbuf, tmp, c);
-                k += c;
-            }
+            iov_to_ring(data, done, &pcb->sndbuf, n); /* one copy, straight in */
             done += n;
             tcp_output_locked(pcb);
             if (data->len == 0 || done == data->len)
@@ -812,14 +836,8 @@ static ssize_t tcp_recv(struct sock *s, const struct sock_iov *room, struct sock
             break;
         }
         if (pcb->rcvbuf.len > 0) {
-            uint8_t tmp[2048];
             size_t want = room->len < pcb->rcvbuf.len ? room->len : pcb->rcvbuf.len;
-            for (size_t k = 0; k < want;) {
-                size_t c = want - k < sizeof(tmp) ? want - k : sizeof(tmp);
-                ring_peek(&pcb->rcvbuf, k, tmp, c);
-                sock_iov_from_buf(room, k, tmp, c);
-                k += c;
-            }
+            ring_to_iov(&pcb->rcvbuf, room, want); /* one copy, straight out */
             if (!(flags & MSG_PEEK)) {
                 ring_discard(&pcb->rcvbuf, want);
                 tcp_window_update_locked(pcb);
