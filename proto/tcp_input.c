@@ -1021,7 +1021,7 @@ void tcp_input(const struct ip_rx *rx, struct pbuf *pb)
     } else {
         sync_input(pcb, &seg);
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
     pbuf_free(pb);
 }
 
@@ -1055,5 +1055,5 @@ void tcp_icmp_error(uint32_t from, uint8_t type, uint8_t code, uint32_t info,
             pcb->soft_error = err; /* reported only if we time out (§4.2.3.9) */
         }
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
 }

@@ -36,6 +36,53 @@ static struct mutex challenge_lock = MUTEX_INITIALIZER;
 static uint64_t challenge_window_ms;  /* [challenge_lock] */
 static unsigned challenge_count;      /* [challenge_lock] */
 
+/* ---- segments leave after tcp_lock is released ------------------------------------ *
+ * A segment is built under tcp_lock (it reads the connection), but written
+ * to the device after the lock is let go: the tap write, and the kernel's
+ * processing of the frame inside it, would otherwise keep every other
+ * thread out of TCP meanwhile. Each thread queues its own segments here and
+ * tcp_unlock() sends them, in order. */
+
+struct tx_cb {
+    uint32_t src, dst;
+};
+_Static_assert(sizeof(struct tx_cb) <= sizeof(((struct pbuf *)0)->cb), "tx_cb fits in cb");
+
+static _Thread_local struct pbuf *txq_head, *txq_tail; /* this thread's own */
+
+static void tx_queue(struct pbuf *pb, uint32_t src, uint32_t dst)
+{
+    struct tx_cb cb = { src, dst };
+
+    memcpy(pb->cb, &cb, sizeof(cb));
+    pb->next = NULL;
+    if (txq_tail)
+        txq_tail->next = pb;
+    else
+        txq_head = pb;
+    txq_tail = pb;
+}
+
+void tcp_tx_flush(void)
+{
+    while (txq_head) {
+        struct pbuf *pb = txq_head;
+        struct tx_cb cb;
+        txq_head = pb->next;
+        if (!txq_head)
+            txq_tail = NULL;
+        pb->next = NULL;
+        memcpy(&cb, pb->cb, sizeof(cb));
+        ip_output(IP_PROTOCOL_TCP, pb, cb.src, cb.dst);
+    }
+}
+
+void tcp_unlock(void)
+{
+    mutex_unlock(&tcp_lock);
+    tcp_tx_flush();
+}
+
 /* ---- segments ---------------------------------------------------------------- */
 
 uint8_t tcp_wscale_for(uint32_t size)
@@ -275,7 +322,8 @@ int tcp_send_segment_locked(struct tcp_pcb *pcb, uint8_t flags, uint32_t seq, si
         STAT_INC(&tcp_stats, TCPSTAT_OUT_RSTS);
     if (log_enabled(LOG_TCP, LOG_LEVEL_DEBUG))
         tcp_dump(pb->data, pb->len, pcb->local.addr, pcb->remote.addr);
-    return ip_output(IP_PROTOCOL_TCP, pb, pcb->local.addr, pcb->remote.addr);
+    tx_queue(pb, pcb->local.addr, pcb->remote.addr);
+    return 0;
 }
 
 void tcp_send_ack_locked(struct tcp_pcb *pcb)
@@ -338,7 +386,7 @@ void tcp_send_reset_for(const struct tcp_seg *seg)
     STAT_INC(&tcp_stats, TCPSTAT_OUT_RSTS);
     if (log_enabled(LOG_TCP, LOG_LEVEL_DEBUG))
         tcp_dump(pb->data, pb->len, seg->dst, seg->src);
-    ip_output(IP_PROTOCOL_TCP, pb, seg->dst, seg->src);
+    tx_queue(pb, seg->dst, seg->src);
 }
 
 void tcp_cc_trace_locked(struct tcp_pcb *pcb, const char *event)
@@ -688,7 +736,7 @@ static int timer_enter(struct tcp_pcb *pcb)
 {
     mutex_lock(&tcp_lock);
     if (pcb->reaping || pcb->state == TCPS_CLOSED) {
-        mutex_unlock(&tcp_lock);
+        tcp_unlock();
         return 0;
     }
     return 1;
@@ -721,7 +769,7 @@ static void rexmt_fire(void *arg)
         if (++pcb->retries > net_config.tcp_retries) {
             STAT_INC(&tcp_stats, TCPSTAT_CONN_TIMEOUTS);
             tcp_drop_locked(pcb, pcb->soft_error ? pcb->soft_error : -ETIMEDOUT);
-            mutex_unlock(&tcp_lock);
+            tcp_unlock();
             return;
         }
         /* RFC 5681 §3.1, eq. 4: halve, and restart from one segment; the
@@ -761,7 +809,7 @@ static void rexmt_fire(void *arg)
         log_debug(LOG_TCP, "rto: resend from %u, rto now %u ms, try %u", pcb->snd_una, pcb->rto_ms, pcb->retries);
         tcp_output_locked(pcb);
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
 }
 
 static void persist_fire(void *arg)
@@ -781,7 +829,7 @@ static void persist_fire(void *arg)
             /* the peer stopped answering even our probes: it is gone */
             STAT_INC(&tcp_stats, TCPSTAT_CONN_TIMEOUTS);
             tcp_drop_locked(pcb, -ETIMEDOUT);
-            mutex_unlock(&tcp_lock);
+            tcp_unlock();
             return;
         }
         /* RFC 9293 §3.8.6.1: one byte beyond the window; if the peer took
@@ -795,7 +843,7 @@ static void persist_fire(void *arg)
         uint64_t t = (uint64_t)pcb->rto_ms << pcb->backoff;
         net_timer_arm(&pcb->persist, t > net_config.tcp_rto_max_ms ? net_config.tcp_rto_max_ms : t);
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
 }
 
 /* ---- tail loss probe (RFC 8985 §7) ---------------------------------------------------------
@@ -834,7 +882,7 @@ static void tlp_fire(void *arg)
     mss = tcp_seg_size_locked(pcb);
     if (pcb->tlp_out || flight == 0 || !can_send_data(pcb->state) || !pcb->sndbuf.buf ||
         (pcb->in_recovery && pcb->tlp_rec_used)) {
-        mutex_unlock(&tcp_lock);
+        tcp_unlock();
         return;
     }
     if (pcb->in_recovery) {
@@ -849,7 +897,7 @@ static void tlp_fire(void *arg)
             log_debug(LOG_TCP, "tlp: recovery probe at %u", pcb->snd_una);
             tcp_rexmt_arm_locked(pcb);
         }
-        mutex_unlock(&tcp_lock);
+        tcp_unlock();
         return;
     }
     off = (size_t)(pcb->snd_nxt - pcb->snd_una);
@@ -875,7 +923,7 @@ static void tlp_fire(void *arg)
         log_debug(LOG_TCP, "tlp: probe at %u, flight %u", pcb->tlp_seq, flight);
         tcp_rexmt_arm_locked(pcb);
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
 }
 
 static void delack_fire(void *arg)
@@ -888,7 +936,7 @@ static void delack_fire(void *arg)
         STAT_INC(&tcp_stats, TCPSTAT_DELAYED_ACKS);
         tcp_send_ack_locked(pcb);
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
 }
 
 static int keepalive_on(struct tcp_pcb *pcb)
@@ -939,7 +987,7 @@ static void keep_fire(void *arg)
             net_timer_arm(&pcb->keep, (uint64_t)intvl * 1000);
         }
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
 }
 
 static void timewait_fire(void *arg)
@@ -949,7 +997,7 @@ static void timewait_fire(void *arg)
     if (!timer_enter(pcb))
         return;
     tcp_drop_locked(pcb, 0);
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
 }
 
 void tcp_output_reset(void)
@@ -976,7 +1024,7 @@ static void reap_fire(void *arg)
 
     mutex_lock(&tcp_lock);
     tcp_pcb_unlink_locked(pcb);
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
     /* Timer callbacks run one at a time on this thread: none of this pcb's
      * is running now, and none can be armed again (it is unlinked). */
     tcp_timers_destroy(pcb);

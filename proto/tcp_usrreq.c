@@ -279,7 +279,7 @@ static void tcp_batch_end(void)
         }
         pcb->batch_notify = pcb->batch_ack = 0;
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
 }
 
 void tcp_pcb_unlink_locked(struct tcp_pcb *pcb)
@@ -425,7 +425,7 @@ static int tcp_attach(struct sock *s)
         pcb->had_sock = 1;
         s->pcb = pcb;
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
     return pcb ? 0 : -ENOBUFS;
 }
 
@@ -462,7 +462,7 @@ static void tcp_detach(struct sock *s)
         break; /* already closing */
     }
     sock_wakeup(s); /* other threads blocked on s see app_closed: EBADF */
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
 }
 
 /* The last reference to the socket is gone: the pcb is on its own now. */
@@ -476,7 +476,7 @@ static void tcp_destroy(struct sock *s)
     if (pcb->state == TCPS_FIN_WAIT_2)
         net_timer_arm(&pcb->keep, net_config.tcp_fin_wait2_ms);
     reap_maybe_locked(pcb);
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
 }
 
 static int tcp_bind(struct sock *s, const struct sock_addr *a)
@@ -491,7 +491,7 @@ static int tcp_bind(struct sock *s, const struct sock_addr *a)
         err = -EINVAL;
     else
         err = bind_locked(pcb, a->addr, a->port, atomic_load(&s->reuseaddr));
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
     return err;
 }
 
@@ -514,7 +514,7 @@ static int tcp_listen(struct sock *s, int backlog)
         if (pcb->state != TCPS_LISTEN)
             tcp_set_state_locked(pcb, TCPS_LISTEN);
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
     return err;
 }
 
@@ -531,6 +531,7 @@ static int wait_while_locked(struct sock *s, struct tcp_pcb *pcb, int (*cond)(st
             return -EBADF;
         if (!cond(pcb))
             return 0;
+        tcp_tx_flush(); /* what we queued goes before we sleep */
         if ((err = sock_wait(s, &tcp_lock, deadline)) < 0)
             return err;
     }
@@ -645,7 +646,7 @@ static int tcp_connect(struct sock *s, const struct sock_addr *a, uint64_t deadl
             err = -ETIMEDOUT; /* SO_SNDTIMEO ran out while connecting */
         }
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
     return err;
 }
 
@@ -685,7 +686,7 @@ static int tcp_accept(struct sock *s, struct sock **childp, uint64_t deadline)
     if (err == 0 && lpcb->state != TCPS_LISTEN)
         err = -EINVAL;
     if (err < 0) {
-        mutex_unlock(&tcp_lock);
+        tcp_unlock();
         sock_free_unattached(ns);
         return err;
     }
@@ -698,14 +699,14 @@ static int tcp_accept(struct sock *s, struct sock **childp, uint64_t deadline)
     c->had_sock = 1;
     ns->pcb = c;
     tcp_keepalive_reset_locked(c);
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
     if ((sd = sock_install_held(ns)) < 0) { /* no descriptor: abort the connection */
         mutex_lock(&tcp_lock);
         tcp_send_segment_locked(c, TCP_FLG_RST | TCP_FLG_ACK, c->snd_nxt, 0, 0);
         tcp_drop_locked(c, 0);
         c->sock = NULL;
         reap_maybe_locked(c);
-        mutex_unlock(&tcp_lock);
+        tcp_unlock();
         sock_free_unattached(ns);
         return sd;
     }
@@ -801,10 +802,11 @@ static ssize_t tcp_send(struct sock *s, const struct sock_iov *data, const struc
                 break;
             continue;
         }
+        tcp_tx_flush(); /* what we queued goes before we sleep */
         if ((err = sock_wait(s, &tcp_lock, deadline)) < 0)
             break;
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
     /* Some bytes went in: report them (a partial write, as POSIX allows);
      * the error, if any, shows on the next call. */
     return done > 0 ? (ssize_t)done : err;
@@ -851,6 +853,7 @@ static ssize_t tcp_recv(struct sock *s, const struct sock_iov *room, struct sock
             n = pcb->had_sock && pcb->state == TCPS_CLOSED && pcb->irs ? 0 : -ENOTCONN;
             break;
         }
+        tcp_tx_flush(); /* what we queued goes before we sleep */
         if ((err = sock_wait(s, &tcp_lock, deadline)) < 0) {
             n = err;
             break;
@@ -860,7 +863,7 @@ static ssize_t tcp_recv(struct sock *s, const struct sock_iov *room, struct sock
         from->addr = pcb->remote.addr;
         from->port = pcb->remote.port;
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
     return n;
 }
 
@@ -885,7 +888,7 @@ static int tcp_shutdown(struct sock *s, int how)
         }
         tcp_notify_locked(pcb);
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
     return err;
 }
 
@@ -909,7 +912,7 @@ static short tcp_poll(struct sock *s)
         if (pcb->state == TCPS_CLOSED && pcb->had_sock && pcb->iss)
             ev |= POLLHUP | POLLIN;
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
     return ev;
 }
 
@@ -923,7 +926,7 @@ static int tcp_name(struct sock *s, int peer, struct sock_addr *a)
         err = -ENOTCONN;
     else
         *a = peer ? pcb->remote : pcb->local;
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
     return err;
 }
 
@@ -935,7 +938,7 @@ static int tcp_take_error(struct sock *s)
     mutex_lock(&tcp_lock);
     err = pcb->error;
     pcb->error = 0;
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
     return err;
 }
 
@@ -943,7 +946,7 @@ static void tcp_wake(struct sock *s)
 {
     mutex_lock(&tcp_lock);
     sock_wakeup(s);
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
 }
 
 static void tcp_opt_changed(struct sock *s, int level, int name)
@@ -961,7 +964,7 @@ static void tcp_opt_changed(struct sock *s, int level, int name)
         if (pcb->cwnd) /* already sending: the new algorithm starts afresh */
             pcb->cc->init(pcb);
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
 }
 
 static const struct sock_ops tcp_ops = {
@@ -1023,7 +1026,7 @@ size_t tcp_pcb_format(char *buf, size_t size)
         if (m > 0)
             n += (size_t)m;
     }
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
     return n;
 }
 
@@ -1042,7 +1045,7 @@ int tcp_init(void)
     next_port = r;
     platform_random(&tcp_hash_seed, sizeof(tcp_hash_seed));
     memset(tcp_hash, 0, sizeof(tcp_hash));
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
     if ((err = ip_protocol_register(IP_PROTOCOL_TCP, tcp_input, tcp_icmp_error)) < 0)
         return err;
     if ((err = net_batch_end_register(tcp_batch_end)) < 0)
@@ -1072,5 +1075,5 @@ void tcp_cleanup(void)
         mem_free(p);
     }
     tcp_pcb_count = 0;
-    mutex_unlock(&tcp_lock);
+    tcp_unlock();
 }

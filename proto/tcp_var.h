@@ -236,6 +236,10 @@ struct tcp_pcb {
 };
 
 extern struct mutex tcp_lock;
+/* Release tcp_lock, then send the segments this thread built under it. */
+void tcp_unlock(void);
+/* Send them now (before sleeping with the lock released by a wait). */
+void tcp_tx_flush(void);
 extern struct tcp_pcb *tcp_pcbs;   /* [T] */
 extern unsigned tcp_pcb_count;     /* [T] */
 
