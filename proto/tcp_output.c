@@ -41,7 +41,11 @@ static unsigned challenge_count;      /* [challenge_lock] */
  * to the device after the lock is let go: the tap write, and the kernel's
  * processing of the frame inside it, would otherwise keep every other
  * thread out of TCP meanwhile. Each thread queues its own segments here and
- * tcp_unlock() sends them, in order. */
+ * tcp_unlock() sends them. Order across threads is kept by tcp_tx_lock,
+ * taken before tcp_lock is released (hand over hand): segments leave in
+ * the order their connection's state changed, as when they were written
+ * under tcp_lock. Lock order: tcp_lock -> tcp_tx_lock -> IP, ARP, hooks,
+ * the device. */
 
 struct tx_cb {
     uint32_t src, dst;
@@ -63,7 +67,11 @@ static void tx_queue(struct pbuf *pb, uint32_t src, uint32_t dst)
     txq_tail = pb;
 }
 
-void tcp_tx_flush(void)
+/* Orders the sending of segments across threads: taken while tcp_lock is
+ * still held, so segments leave in the order they were built. */
+static struct mutex tcp_tx_lock = MUTEX_INITIALIZER;
+
+static void tx_flush_ordered(void)
 {
     while (txq_head) {
         struct pbuf *pb = txq_head;
@@ -77,10 +85,28 @@ void tcp_tx_flush(void)
     }
 }
 
+void tcp_tx_flush(void)
+{
+    assert(mutex_held(&tcp_lock));
+    if (!txq_head)
+        return;
+    mutex_lock(&tcp_tx_lock);
+    tx_flush_ordered();
+    mutex_unlock(&tcp_tx_lock);
+}
+
 void tcp_unlock(void)
 {
+    if (!txq_head) {
+        mutex_unlock(&tcp_lock);
+        return;
+    }
+    /* hand over hand: whoever built segments first sends them first, but
+     * nobody waits for tcp_lock while the device write runs */
+    mutex_lock(&tcp_tx_lock);
     mutex_unlock(&tcp_lock);
-    tcp_tx_flush();
+    tx_flush_ordered();
+    mutex_unlock(&tcp_tx_lock);
 }
 
 /* ---- segments ---------------------------------------------------------------- */
