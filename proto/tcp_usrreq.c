@@ -1016,7 +1016,10 @@ size_t tcp_pcb_format(char *buf, size_t size)
     mutex_lock(&tcp_lock);
     for (struct tcp_pcb *p = tcp_pcbs; p; p = p->next) {
         char l[IP_ADDR_STR_LEN], r[IP_ADDR_STR_LEN];
-        int m = snprintf(n < size ? buf + n : NULL, n < size ? size - n : 0,
+        int m;
+        if (p->reaping)
+            continue; /* gone: only waiting for the stack thread to free it */
+        m = snprintf(n < size ? buf + n : NULL, n < size ? size - n : 0,
                          "tcp %-12s %s:%u %s:%u sendq=%zu recvq=%zu rto=%u srtt=%u cwnd=%u ssthresh=%u "
                          "snd_wnd=%u retrans=%u\n",
                          tcp_state_name(p->state), ip_addr_ntop(p->local.addr, l, sizeof(l)), p->local.port,
