@@ -46,6 +46,17 @@ LOGTCP = r"\[(\S+)\] tcp debug tcp_usrreq\.c:\d+ "   # thread, module, level, fi
 # --------------------------------------------------------------------------
 # helpers
 
+def dump_until(app, regex, timeout=5.0):
+    """dump() until a socket-table line matches regex (the stack thread may
+    not have taken in the peer's last ACK or FIN when the client returns)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counters, sockets = dump(app)
+        if matching(sockets, regex) or time.monotonic() > deadline:
+            return counters, sockets
+        time.sleep(0.05)
+
+
 def dump(app, timeout=5.0):
     """SIGUSR1 -> (counters, socket-table lines) from one '--- stats ---'
     ... '--- sockets ---' ... '--- end ---' block."""
@@ -459,9 +470,9 @@ def test_ch13_time_wait_recycling_and_the_kernels_time_wait(kernel_ns):
         r = fetch()
         assert r.stdout == chargen_bytes(1000), (len(r.stdout), r.stderr)
         doc_shows(CH13, r"^1000$")
-        counters, sockets = dump(c)
         tw = (r"^tcp TIME-WAIT    192\.0\.2\.2:19 192\.0\.2\.1:40000 sendq=0 recvq=0 rto=\d+ srtt=\d+ "
               r"cwnd=\d+ ssthresh=4294967295 snd_wnd=\d+ retrans=0$")
+        counters, sockets = dump_until(c, tw)
         one(sockets, tw, "(netstep closed first)")
         doc_shows(CH13, tw)
         assert counters["tcp.time_wait_recycled"] == 0
@@ -476,7 +487,7 @@ def test_ch13_time_wait_recycling_and_the_kernels_time_wait(kernel_ns):
 
         r = fetch()            # the same 4-tuple again, within the minute
         assert r.stdout == chargen_bytes(1000), (len(r.stdout), r.stderr)
-        counters, sockets = dump(c)
+        counters, sockets = dump_until(c, tw)
         assert counters["tcp.time_wait_recycled"] == 1, counters["tcp.time_wait_recycled"]
         doc_shows(CH13, r"^tcp\.time_wait_recycled 1$")
         one(sockets, tw, "(the second connection closed too)")
