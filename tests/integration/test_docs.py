@@ -214,6 +214,23 @@ def voluntary(pid, tid):
     return int(task_field(pid, tid, "voluntary_ctxt_switches"))
 
 
+def settled_voluntary(pid, tid, wait_in, timeout=5.0):
+    """voluntary_ctxt_switches once the thread is back asleep in wait_in
+    (a wchan substring) and its count has stopped moving: a thread that has
+    just printed a stats block still has to free its buffers and go back
+    to sleep, and that last sleep must not count as a wake-up."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        n = voluntary(pid, tid)
+        if n == last and wait_in in wchan(pid, tid):
+            return n
+        assert time.monotonic() < deadline, \
+            "thread %d never settled in %s (wchan %r)" % (tid, wait_in, wchan(pid, tid))
+        last = n
+        time.sleep(0.1)
+
+
 def matching(lines, regex):
     r = re.compile(regex)
     return [l for l in lines if r.search(l)]
@@ -262,7 +279,8 @@ def test_ch01_stack_thread_sleeps_until_input_or_timer(kernel_ns):
         # idle: the stack thread wakes only for the 1-second ARP timer (one
         # wake-up per timer run, none for anything else), main not at all
         st0 = d.stats()
-        s0, m0 = voluntary(d.pid, th["stack"]), voluntary(d.pid, th["main"])
+        m0 = settled_voluntary(d.pid, th["main"], "sigtimedwait")
+        s0 = voluntary(d.pid, th["stack"])
         t0 = time.monotonic()
         time.sleep(3.0)
         s1, m1 = voluntary(d.pid, th["stack"]), voluntary(d.pid, th["main"])
