@@ -125,13 +125,18 @@ uint32_t tcp_rcv_slack(struct tcp_pcb *pcb)
     return 1u << tcp_wscale_for(pcb->rcvbuf_size);
 }
 
+uint32_t tcp_rcv_room_locked(struct tcp_pcb *pcb)
+{
+    return pcb->rcvbuf.buf ? (uint32_t)ring_space(&pcb->rcvbuf) : pcb->rcvbuf_size + tcp_rcv_slack(pcb);
+}
+
 uint32_t tcp_rcv_window_locked(struct tcp_pcb *pcb)
 {
     /* The ring holds tcp_rcv_slack() bytes more than we count as free: a
      * scaled window rounded up to its unit never offers room the ring does
      * not have (see tcp_buffers_alloc_locked). */
     uint32_t slack = tcp_rcv_slack(pcb);
-    uint32_t space = pcb->rcvbuf.buf ? (uint32_t)ring_space(&pcb->rcvbuf) : pcb->rcvbuf_size + slack;
+    uint32_t space = tcp_rcv_room_locked(pcb);
     uint32_t cap = pcb->rcvbuf_size;
     uint32_t free = space > slack ? space - slack : 0;
 
@@ -323,9 +328,20 @@ int tcp_send_segment_locked(struct tcp_pcb *pcb, uint8_t flags, uint32_t seq, si
         store16(&hdr->wnd, (uint16_t)wnd);
     } else {
         /* Round up to the scale's unit: rounding down could pull back the
-         * right edge we offered (RFC 9293 §3.8.6 SHOULD NOT shrink). */
+         * right edge we offered (RFC 9293 §3.8.6 SHOULD NOT shrink). But
+         * never past the ring's real room: when wnd is the edge we offered
+         * before (tcp_rcv_window_locked keeps it), it is no longer a whole
+         * number of units from rcv_nxt, and rounding it up again and again
+         * would creep the edge past the bytes the ring can take, so that we
+         * would refuse data we invited. Then round down, a shrink of less
+         * than one unit, which RFC 7323 Appendix F accepts as the price of
+         * scaling; our own rcv_adv stays where it was, so whatever the peer
+         * already sent up to it is still taken. */
         uint8_t s = pcb->wscale_ok ? pcb->rcv_wscale : 0;
+        uint32_t room = tcp_rcv_room_locked(pcb);
         uint32_t field = (wnd + (1u << s) - 1) >> s;
+        if (field << s > room)
+            field = room >> s;
         if (field > 65535)
             field = 65535;
         store16(&hdr->wnd, (uint16_t)field);

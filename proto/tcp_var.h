@@ -277,6 +277,9 @@ int tcp_send_challenge_ack_locked(struct tcp_pcb *pcb);
 void tcp_send_reset_for(const struct tcp_seg *seg);
 /* Receive window to advertise now (never shrinks the right edge). */
 uint32_t tcp_rcv_window_locked(struct tcp_pcb *pcb);
+/* Bytes past rcv_nxt the receive ring can hold (its slack included):
+ * rcv_adv never goes further than this from rcv_nxt. */
+uint32_t tcp_rcv_room_locked(struct tcp_pcb *pcb);
 /* The shift that lets a buffer of size bytes be offered (RFC 7323 §2.3). */
 uint8_t tcp_wscale_for(uint32_t size);
 /* Largest payload of a data segment sent now: snd_mss less the options

@@ -322,6 +322,21 @@ def test_ch10_handshake_log_tshark_reset_and_active_open(kernel_ns, tmp_path):
 # --------------------------------------------------------------------------
 # chapter 11
 
+def test_ch11_window_never_past_ring():
+    """Chapter 11's rounding experiment: the unit test it names runs and
+    prints the two lines the chapter shows."""
+    t = netstep.build_dir() / "tests" / "proto" / "test_tcp_wscale"
+    assert t.exists(), "%s not built (make test builds it first)" % t
+    r = subprocess.run([str(t)], capture_output=True, text=True, timeout=60)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    lines = [l for l in out.splitlines() if "never_past" in l]
+    assert lines == ["[ RUN      ] test_window_never_past_ring",
+                     "[       OK ] test_window_never_past_ring"], lines
+    for l in lines:
+        doc_shows(CH11, "^" + re.escape(l) + "$")
+
+
 @pytest.mark.needs_bin("chargen-server")
 def test_ch11_zero_window_persist_and_window_update(kernel_ns):
     need("tcpdump")

@@ -159,6 +159,63 @@ static void test_active_both_offer(void **state)
     tp_finish();
 }
 
+/* The app never reads; the peer sends all the window offers, in segments
+ * of 1457 bytes (not a whole number of our 8-byte units), until it closes.
+ * Every byte sent inside an offered window must be taken, and no window
+ * may offer more than the ring has room for. (An edge kept from an earlier
+ * ACK, rounded up to the unit again at each ACK, used to creep past the
+ * ring: a 20 MiB lossy echo stalled on a window of 8 bytes we then
+ * refused.) */
+static void test_window_never_past_ring(void **state)
+{
+    int lsd = tp_listen(PORT + 2, 4, 0);
+    uint8_t opt[8], shift = 0;
+    struct tp_seg sa, s;
+    struct tp_conn c;
+    static uint8_t data[1457];
+    const uint32_t ring = 256 * 1024 + 8; /* default buffer and one unit of slack */
+    uint32_t edge, held = 0;
+    int acks = 0, rounds = 0;
+
+    (void)state;
+    memset(&c, 0, sizeof(c));
+    c.lport = PORT + 2;
+    c.pport = 41002;
+    c.irs = 7000;
+    c.pwnd = 65535;
+    tp_inject(c.pport, c.lport, c.irs, 0, SYN, 65535, opt, opt_mss_ws(opt, 7), NULL, 0);
+    tp_expect(&sa, SYN | ACK);
+    assert_true(has_wscale(&sa, &shift));
+    assert_int_equal(shift, 3);
+    c.iss = sa.seq;
+    c.pseq = c.irs + 1;
+    c.pack = c.iss + 1;
+    tp_send(&c, ACK, NULL, 0);
+    c.sd = sock_accept(lsd, NULL, NULL);
+    assert_true(c.sd >= 0);
+    tp_track(c.sd);
+    edge = c.pseq + 65535; /* the SYN-ACK's unscaled window */
+    tp_fill(data, sizeof(data), 9);
+    while ((int32_t)(edge - c.pseq) > 0) {
+        uint32_t n = edge - c.pseq < sizeof(data) ? edge - c.pseq : (uint32_t)sizeof(data);
+        assert_true(++rounds < 1000);
+        tp_send(&c, ACK, data, n);
+        held += n;
+        if (test_sent_count() == 0)
+            test_advance(net_config.tcp_delack_ms + 10);
+        while (tp_take(&s)) {
+            assert_int_equal(s.ack, c.pseq); /* all of it taken */
+            assert_true(((uint32_t)s.wnd << 3) <= ring - held);
+            edge = s.ack + ((uint32_t)s.wnd << 3);
+            acks++;
+        }
+    }
+    /* the window closed on a full ring, every byte of it ours */
+    assert_true(acks > 100);
+    assert_true(held >= 256 * 1024 - 1460 && held <= ring);
+    tp_finish();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -166,6 +223,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_passive_peer_does_not_offer, tp_setup, tp_teardown),
         cmocka_unit_test_setup_teardown(test_active_peer_declines, tp_setup, tp_teardown),
         cmocka_unit_test_setup_teardown(test_active_both_offer, tp_setup, tp_teardown),
+        cmocka_unit_test_setup_teardown(test_window_never_past_ring, tp_setup, tp_teardown),
     };
 
     tp.default_config = net_config;
