@@ -1,24 +1,63 @@
 /*
  * cksum.c — RFC 1071 Internet checksum. See cksum.h.
  *
- * The sum is taken over big-endian 16-bit words so the result is the same on
- * any host; a 32-bit accumulator cannot overflow for buffers under 128 KiB
- * (65,536 words of at most 0xffff), which covers every IPv4 datagram.
+ * The one's-complement sum does not care about byte order (RFC 1071
+ * §2(B)): summing the data as the host's own 16-bit words and swapping the
+ * bytes of the folded result gives the sum of the big-endian words. So the
+ * loop loads 32 bits at a time in host order (memcpy: any alignment) into a
+ * 64-bit accumulator, which cannot overflow below 2^32 words, and the
+ * result is swapped once at the end on a little-endian host. Callers see
+ * the same partial sums as a word-by-word big-endian loop.
  */
+#include <string.h>
+
 #include "cksum.h"
+
+static uint32_t fold16(uint64_t acc)
+{
+    while (acc >> 16)
+        acc = (acc & 0xffffu) + (acc >> 16);
+    return (uint32_t)acc;
+}
 
 uint32_t cksum_partial(const void *data, size_t len, uint32_t sum)
 {
     const uint8_t *p = data;
-    uint64_t acc = sum;
+    uint64_t acc = 0;
+    uint32_t w32, folded;
+    uint16_t w16;
 
-    while (len >= 2) {
-        acc += (uint32_t)((p[0] << 8) | p[1]);
+    while (len >= 32) { /* unrolled: eight independent loads per turn */
+        uint32_t w[8];
+        memcpy(w, p, sizeof(w));
+        acc += (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + w[6] + w[7];
+        p += 32;
+        len -= 32;
+    }
+    while (len >= 4) {
+        memcpy(&w32, p, 4);
+        acc += w32;
+        p += 4;
+        len -= 4;
+    }
+    if (len >= 2) {
+        memcpy(&w16, p, 2);
+        acc += w16;
         p += 2;
         len -= 2;
     }
-    if (len)
-        acc += (uint32_t)(p[0] << 8);
+    if (len) { /* the odd byte is the high half of a big-endian word */
+        const uint8_t last[2] = { p[0], 0 };
+        memcpy(&w16, last, 2);
+        acc += w16;
+    }
+    folded = fold16(acc);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    folded = ((folded & 0xffu) << 8) | (folded >> 8);
+#endif
+    /* sum is a partial sum from an earlier call (or a seed): keep the
+     * result a 32-bit partial sum like it */
+    acc = (uint64_t)sum + folded;
     while (acc >> 32)
         acc = (acc & 0xffffffffu) + (acc >> 32);
     return (uint32_t)acc;
