@@ -608,16 +608,9 @@ static void enter_recovery(struct tcp_pcb *pcb)
         pcb->high_rxt = pcb->snd_una;
         if (hole > mss)
             hole = mss;
-        uint8_t flags = TCP_FLG_ACK;
-        size_t data = pcb->sndbuf.len < hole ? pcb->sndbuf.len : hole;
-        if (pcb->fin_sent && pcb->snd_una + data == pcb->fin_seq && data < hole)
-            flags |= TCP_FLG_FIN;
-        n = (uint32_t)data + ((flags & TCP_FLG_FIN) ? 1 : 0);
-        STAT_INC(&tcp_stats, TCPSTAT_RETRANS_SEGS);
-        STAT_INC(&tcp_stats, TCPSTAT_SACK_RETRANS_SEGS);
-        if (n && tcp_send_segment_locked(pcb, flags, pcb->snd_una, 0, data) == 0) {
+        if ((n = tcp_resend_range_locked(pcb, pcb->snd_una, hole)) != 0) {
+            STAT_INC(&tcp_stats, TCPSTAT_SACK_RETRANS_SEGS);
             pcb->high_rxt = pcb->snd_una + n;
-            tcp_note_una_resent_locked(pcb);
         }
         return;
     }

@@ -539,9 +539,7 @@ void tcp_note_una_resent_locked(struct tcp_pcb *pcb)
     pcb->una_rxt_max = pcb->snd_max;
 }
 
-/* Send [seq, seq + len) again: its data, and our FIN if it lies there.
- * Returns the sequence space sent, or 0. */
-static uint32_t resend_range(struct tcp_pcb *pcb, uint32_t seq, uint32_t len)
+uint32_t tcp_resend_range_locked(struct tcp_pcb *pcb, uint32_t seq, uint32_t len)
 {
     size_t off = (size_t)(seq - pcb->snd_una);
     size_t data = off < pcb->sndbuf.len ? pcb->sndbuf.len - off : 0;
@@ -666,7 +664,7 @@ static int sack_output_locked(struct tcp_pcb *pcb)
         if (tcp_sack_pipe(pcb) + mss > pcb->cwnd)
             break;
         if (sack_next_hole(pcb, &seq, &len)) {
-            if (!(n = resend_range(pcb, seq, len < mss ? len : mss)))
+            if (!(n = tcp_resend_range_locked(pcb, seq, len < mss ? len : mss)))
                 break;
             if (SEQ_GT(seq + n, pcb->high_rxt))
                 pcb->high_rxt = seq + n;
@@ -934,7 +932,7 @@ static void tlp_fire(void *arg)
          * on a timer as RFC 8985's probe is). */
         uint32_t hole = pcb->nsacked ? pcb->sacked[0].start - pcb->snd_una : flight;
         pcb->tlp_rec_used = 1;
-        if (resend_range(pcb, pcb->snd_una, hole < mss ? hole : mss) > 0) {
+        if (tcp_resend_range_locked(pcb, pcb->snd_una, hole < mss ? hole : mss) > 0) {
             STAT_INC(&tcp_stats, TCPSTAT_TLP_PROBES);
             log_debug(LOG_TCP, "tlp: recovery probe at %u", pcb->snd_una);
             tcp_rexmt_arm_locked(pcb);
@@ -957,7 +955,7 @@ static void tlp_fire(void *arg)
         /* nothing new may go: the last segment again */
         uint32_t n = flight < mss ? flight : mss;
         pcb->tlp_seq = pcb->snd_max - n;
-        pcb->tlp_out = resend_range(pcb, pcb->tlp_seq, n) > 0;
+        pcb->tlp_out = tcp_resend_range_locked(pcb, pcb->tlp_seq, n) > 0;
     }
     if (pcb->tlp_out) {
         STAT_INC(&tcp_stats, TCPSTAT_TLP_PROBES);

@@ -272,6 +272,9 @@ void tcp_output_locked(struct tcp_pcb *pcb);
 /* Send one segment: flags, seq, data [off, off+len) of sndbuf. */
 int tcp_send_segment_locked(struct tcp_pcb *pcb, uint8_t flags, uint32_t seq, size_t off, size_t len);
 void tcp_send_ack_locked(struct tcp_pcb *pcb);
+/* Send [seq, seq + len) again (seq at or above snd_una): its data, and our
+ * FIN if it lies there. Returns the sequence space sent, or 0. */
+uint32_t tcp_resend_range_locked(struct tcp_pcb *pcb, uint32_t seq, uint32_t len);
 int tcp_send_challenge_ack_locked(struct tcp_pcb *pcb);
 /* RST in reply to seg, with no pcb (RFC 9293 §3.10.7.1). */
 void tcp_send_reset_for(const struct tcp_seg *seg);

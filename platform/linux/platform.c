@@ -306,31 +306,6 @@ int platform_link_set_up(const char *name)
     return err;
 }
 
-int platform_tap_read_or_wake(int fd, int wake_fd, void *buf, size_t size, int timeout_ms)
-{
-    struct pollfd pfd[2] = {
-        { .fd = fd, .events = POLLIN },
-        { .fd = wake_fd, .events = POLLIN },
-    };
-    int nfds = wake_fd >= 0 ? 2 : 1;
-    int ret;
-    ssize_t n;
-
-    ret = poll(pfd, (nfds_t)nfds, timeout_ms);
-    if (ret < 0)
-        return errno == EINTR ? 0 : -errno;
-    if (ret == 0)
-        return 0;
-    if (nfds == 2 && (pfd[1].revents & POLLIN))
-        return -EINTR;
-    if (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL))
-        return -EIO;
-    n = read(fd, buf, size);
-    if (n < 0)
-        return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
-    return (int)n;
-}
-
 int platform_tap_read_nb(int fd, void *buf, size_t size)
 {
     ssize_t n;
@@ -366,11 +341,6 @@ int platform_wait_fds(const int *fds, int n, int wake_fd, int timeout_ms, unsign
         count += ready[i];
     }
     return count;
-}
-
-int platform_tap_read(int fd, void *buf, size_t size, int timeout_ms)
-{
-    return platform_tap_read_or_wake(fd, -1, buf, size, timeout_ms);
 }
 
 int platform_tap_write(int fd, const void *buf, size_t len)

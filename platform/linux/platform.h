@@ -102,12 +102,9 @@ void platform_tap_close(int fd);
 int platform_link_wait_up(const char *name, unsigned timeout_ms);
 /* Bring the kernel side of interface name up (needs CAP_NET_ADMIN). */
 int platform_link_set_up(const char *name);
-/* Read one frame, waiting up to timeout_ms (<0: forever). Returns the frame
- * length, 0 on timeout, or -errno. */
-int platform_tap_read(int fd, void *buf, size_t size, int timeout_ms);
 /* Write one frame. Returns the length written or -errno. */
 int platform_tap_write(int fd, const void *buf, size_t len);
-/* A pipe that wakes a thread blocked in platform_tap_read: used on close. */
+/* A pipe that wakes a thread sleeping in platform_wait_fds. */
 int platform_wakeup_open(int fds[2]);
 void platform_wakeup_signal(int fds[2]);
 void platform_wakeup_close(int fds[2]);
@@ -118,8 +115,6 @@ int platform_tap_read_nb(int fd, void *buf, size_t size);
  * pipe fires (drained here), or timeout_ms passes (-1: no limit). Returns
  * how many fds are readable, 0 on timeout or wakeup, or -errno. */
 int platform_wait_fds(const int *fds, int n, int wake_fd, int timeout_ms, unsigned char *ready);
-/* As platform_tap_read, but also returns -EINTR when the wakeup pipe fires. */
-int platform_tap_read_or_wake(int fd, int wake_fd, void *buf, size_t size, int timeout_ms);
 
 /* ---- capabilities ------------------------------------------------------ */
 /* Non-zero if the process may open or create a tap (CAP_NET_ADMIN in its
