@@ -81,6 +81,7 @@ struct net_config net_config = {
     .tcp_sack = 1,
     .tcp_timestamps = 1,
     .tcp_cc = "newreno",
+    .tap_offload = 0,
 };
 
 static const char *const net_stat_names[NETSTAT_COUNT] = {
@@ -97,6 +98,11 @@ static const char *const dev_stat_names[DEVSTAT_COUNT] = {
     [DEVSTAT_TX_FRAMES] = "tx_frames",   [DEVSTAT_TX_BYTES] = "tx_bytes",
     [DEVSTAT_TX_ERRORS] = "tx_errors",   [DEVSTAT_TX_DOWN] = "tx_device_down",
     [DEVSTAT_TX_TOO_BIG] = "tx_too_big",
+    [DEVSTAT_TX_SUPER_FRAMES] = "offload_tx_super_frames",
+    [DEVSTAT_RX_SUPER_FRAMES] = "offload_rx_super_frames",
+    [DEVSTAT_RX_CSUM_PARTIAL] = "offload_rx_csum_partial",
+    [DEVSTAT_RX_BAD_OFFLOAD] = "offload_rx_refused",
+    [DEVSTAT_RX_NO_MEMORY] = "offload_rx_no_memory",
 };
 
 /* ---- registries ---------------------------------------------------------- */
@@ -346,7 +352,9 @@ int net_device_transmit(struct net_device *dev, struct pbuf *pb)
         pbuf_free(pb);
         return -ENETDOWN;
     }
-    if (len > (size_t)dev->mtu + dev->hlen) {
+    if (pb->gso_size && (atomic_load(&dev->flags) & NET_DEVICE_FLAG_TSO)) {
+        STAT_INC(&dev->stats, DEVSTAT_TX_SUPER_FRAMES); /* the device cuts it to size */
+    } else if (len > (size_t)dev->mtu + dev->hlen) {
         STAT_INC(&dev->stats, DEVSTAT_TX_TOO_BIG);
         log_debug(LOG_NET, "%s: drop tx, %zu bytes > mtu %u", dev->name, len, dev->mtu);
         pbuf_free(pb);

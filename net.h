@@ -74,6 +74,7 @@ struct net_config {
     unsigned tcp_sack;             /* offer and use SACK (RFC 2018): 1 on, 0 off */
     unsigned tcp_timestamps;       /* offer and use timestamps (RFC 7323): 1 on, 0 off */
     char tcp_cc[16];               /* congestion control of new sockets: "newreno", "cubic" */
+    unsigned tap_offload;          /* tap: checksum and segmentation offload, 1 on, 0 off */
 };
 
 extern struct net_config net_config;
@@ -96,6 +97,11 @@ int net_clock_is_virtual(void);
 #define NET_DEVICE_FLAG_LOOPBACK 0x0010
 #define NET_DEVICE_FLAG_BROADCAST 0x0020
 #define NET_DEVICE_FLAG_NEED_ARP 0x0100
+/* TCP offload: the device completes TCP checksums (PBUF_FLAG_CSUM_PARTIAL)
+ * and cuts super-frames (pbuf gso_size) into segments; set only while no
+ * hook (pcap, fault injector) needs to see the frames as they would be on
+ * a wire. */
+#define NET_DEVICE_FLAG_TSO 0x0200
 
 #define NET_DEVICE_ADDR_LEN 16
 
@@ -125,6 +131,12 @@ enum net_device_stat {
     DEVSTAT_TX_ERRORS,
     DEVSTAT_TX_DOWN,    /* dropped: device not up */
     DEVSTAT_TX_TOO_BIG, /* dropped: larger than MTU */
+    /* offloads (NET_DEVICE_FLAG_TSO; driver/ether_tap.c) */
+    DEVSTAT_TX_SUPER_FRAMES,    /* TCP super-frames handed to the device */
+    DEVSTAT_RX_SUPER_FRAMES,    /* TCP super-frames the kernel handed us */
+    DEVSTAT_RX_CSUM_PARTIAL,    /* frames whose checksum the kernel left undone */
+    DEVSTAT_RX_BAD_OFFLOAD,     /* dropped: offload flags we never allowed */
+    DEVSTAT_RX_NO_MEMORY,       /* dropped: no buffer for a super-frame */
     DEVSTAT_COUNT
 };
 

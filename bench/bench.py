@@ -20,13 +20,16 @@ Figures:
   1000 connections       opened, then rounds of 64 bytes echoed on each; memory
                          per connection from echo-server's VmRSS at idle
   loss                   kernel -> discard-server --drop P --seed RUN (each way), 5 s runs
+  offload                discard, chargen and the echo round trip again with
+                         --set tap_offload=1 (checksums and TCP segmentation
+                         left to the kernel, super-frames both ways)
 
 Only namespaces this script creates are touched, with addresses in
 192.0.2.0/24 (tap) and 198.51.100.0/24 (veth); they are deleted at exit.
 Every run is bounded in time. Run as root: make bench.
 Environment: BENCH_RUNS (default 5), BENCH_SECONDS (default 2, per timed run),
 BENCH_ONLY (comma-separated figure keys, for working on one figure:
-ceiling,veth,discard,chargen,echo,ping,udp,cps,conns,loss).
+ceiling,veth,discard,chargen,echo,ping,udp,cps,conns,loss,offload).
 """
 
 import atexit
@@ -363,12 +366,14 @@ def main():
     va, vb = veth_topology()
     f = {k: Fig() for k in ("ceil", "veth", "discard", "chargen", "loss1", "loss5", "echo", "kecho",
                             "ping", "kping", "udp1", "kudp1", "udp32", "kudp32", "cps", "kcps",
-                            "conns", "kconns", "rss_idle", "rss_busy", "open", "kopen")}
+                            "conns", "kconns", "rss_idle", "rss_busy", "open", "kopen",
+                            "discard_o", "chargen_o", "echo_o", "kecho_o")}
+    offload = ("--set", "tap_offload=1")
 
     # Bulk figures. tap0 takes one reader at a time, so each run measures
     # the ceiling, the kernel over veth and each netstep figure back to back,
     # and every ratio pairs figures of the same run.
-    bulk = [k for k in ("ceiling", "veth", "discard", "chargen", "loss") if want(k)]
+    bulk = [k for k in ("ceiling", "veth", "discard", "chargen", "loss", "offload") if want(k)]
     if bulk:
         sink = spawn(vb, [TCPBENCH, "sink", "5001"], ready="listening")
         for run in range(RUNS):
@@ -383,6 +388,13 @@ def main():
                 srv = netstep(tap, "chargen-server", "--bytes", str(BULK))
                 bulk_read(tap, "192.0.2.2", 19, f["chargen"])
                 stop(srv)
+            if want("offload"):
+                srv = netstep(tap, "discard-server", *offload)
+                bulk_send(tap, "192.0.2.2", 9, f["discard_o"])
+                stop(srv)
+                srv = netstep(tap, "chargen-server", "--bytes", str(BULK), *offload)
+                bulk_read(tap, "192.0.2.2", 19, f["chargen_o"])
+                stop(srv)
             if want("loss"):
                 for loss, key in ((0.01, "loss1"), (0.05, "loss5")):
                     srv = netstep(tap, "discard-server", "--drop", str(loss), "--seed", str(run + 1))
@@ -394,7 +406,7 @@ def main():
     # kernel's echo servers on the veth are up together; each run measures
     # netstep, then the kernel.
     rr = [k for k in ("echo", "ping", "udp", "cps") if want(k)]
-    if rr or want("conns"):
+    if rr or want("conns") or want("offload"):
         kecho = spawn(vb, [TCPBENCH, "echoserver", "7"], ready="listening")
         kudp = spawn(vb, [UDPBENCH, "server", "7"])
     if rr:
@@ -415,6 +427,13 @@ def main():
                 cps(tap, "192.0.2.2", f["cps"])
                 cps(va, "198.51.100.2", f["kcps"])
         stop(srv)
+    if want("offload"):
+        srv = netstep(tap, "echo-server", *offload)
+        for run in range(RUNS):
+            progress("echo with tap offload run %d/%d" % (run + 1, RUNS))
+            echo_rt(tap, "192.0.2.2", f["echo_o"])
+            echo_rt(va, "198.51.100.2", f["kecho_o"])
+        stop(srv)
     if want("conns"):
         for run in range(RUNS):
             progress("%d connections run %d/%d" % (CONNS, run + 1, RUNS))
@@ -422,7 +441,7 @@ def main():
             many_conns(tap, "192.0.2.2", pid_of(srv), (f["rss_idle"], f["rss_busy"]), f["conns"], f["open"])
             stop(srv)
             many_conns(va, "198.51.100.2", None, None, f["kconns"], f["kopen"])
-    if rr or want("conns"):
+    if rr or want("conns") or want("offload"):
         stop(kecho)
         stop(kudp)
 
@@ -464,6 +483,13 @@ def main():
             "netstep VmRSS growth; vs target 64 KiB; lower")
         row("%d conns: memory per conn. after rounds" % CONNS, f["rss_busy"], 64.0, "KiB",
             "netstep VmRSS growth; vs target 64 KiB; lower")
+    if want("offload"):
+        row("with tap offload: kernel -> discard", f["discard_o"], f["ceil"], "MB/s",
+            "--set tap_offload=1; vs tap ceiling")
+        row("with tap offload: chargen -> kernel", f["chargen_o"], f["ceil"], "MB/s",
+            "--set tap_offload=1; vs tap ceiling")
+        row("with tap offload: echo round trip, 100 MiB", f["echo_o"], f["kecho_o"], "s",
+            "--set tap_offload=1; vs kernel echo over veth; lower (target <= 0.35 s)")
     if want("loss"):
         row("kernel -> discard, 1% loss each way", f["loss1"], f["discard"], "MB/s",
             "vs loss-free; acked in %g s runs (target >= 0.3)" % LOSS_SECS)

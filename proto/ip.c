@@ -560,7 +560,8 @@ int ip_output_opt(uint8_t protocol, struct pbuf *pb, uint32_t src, uint32_t dst,
     }
     if (src == IP_ADDR_ANY)
         src = ip_addr_is_local(dst) ? dst : iface->unicast;
-    if (pb->len + IP_HDR_SIZE_MIN > iface->iface.dev->mtu) {
+    /* a TCP super-segment (gso_size) is cut up by the device, not here */
+    if (pb->len + IP_HDR_SIZE_MIN > iface->iface.dev->mtu && !pb->gso_size) {
         if (o && o->dont_fragment) {
             STAT_INC(&ip_stats, IPSTAT_OUT_TOO_BIG);
             pbuf_free(pb);

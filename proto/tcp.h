@@ -65,6 +65,8 @@ enum tcp_stat {
     TCPSTAT_OUT_SEGS,
     TCPSTAT_OUT_RSTS,
     TCPSTAT_OUT_NO_MEMORY,
+    TCPSTAT_OUT_SUPER_SEGS,    /* super-segments the device cut up (offload); out_segs counts their pieces */
+    TCPSTAT_IN_SUPER_SEGS,     /* super-segments the kernel handed us (offload), one in_segs each */
     TCPSTAT_RETRANS_SEGS,
     TCPSTAT_FAST_RETRANSMITS,
     TCPSTAT_RTO_TIMEOUTS,

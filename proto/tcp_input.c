@@ -95,8 +95,13 @@ static const char *tcp_parse(const struct ip_rx *rx, const struct pbuf *pb, stru
     hlen = (size_t)(hdr->off >> 4) * 4;
     if (hlen < TCP_HDR_SIZE_MIN || hlen > pb->len)
         return *stat = TCPSTAT_IN_BAD_OFFSET, "bad data offset";
-    if (cksum16(pb->data, pb->len, cksum_pseudo(rx->src, rx->dst, IP_PROTOCOL_TCP, (uint16_t)pb->len)) != 0)
+    /* PBUF_FLAG_CSUM_PARTIAL: the tap's kernel says it never computed the
+     * checksum, as the bytes never left this machine (offload) */
+    if (!(pb->flags & PBUF_FLAG_CSUM_PARTIAL) &&
+        cksum16(pb->data, pb->len, cksum_pseudo(rx->src, rx->dst, IP_PROTOCOL_TCP, (uint16_t)pb->len)) != 0)
         return *stat = TCPSTAT_IN_BAD_CHECKSUM, "bad checksum";
+    if (pb->gso_size)
+        STAT_INC(&tcp_stats, TCPSTAT_IN_SUPER_SEGS);
     if (rx->link_broadcast || rx->dst == IP_ADDR_BROADCAST || (rx->iface && rx->dst == rx->iface->broadcast))
         return *stat = TCPSTAT_IN_BROADCAST, "sent to a broadcast address";
     if (parse_options(pb->data + TCP_HDR_SIZE_MIN, hlen - TCP_HDR_SIZE_MIN, seg) < 0)

@@ -125,6 +125,22 @@ uint32_t tcp_rcv_slack(struct tcp_pcb *pcb)
     return 1u << tcp_wscale_for(pcb->rcvbuf_size);
 }
 
+/* The largest super-segment: its IPv4 datagram must stay within 64 KiB
+ * with the largest TCP header. */
+#define TCP_TSO_MAX (65535u - IP_HDR_SIZE_MIN - TCP_HDR_SIZE_MAX)
+
+void tcp_offload_setup_locked(struct tcp_pcb *pcb)
+{
+    struct ip_iface *iface;
+    uint32_t nexthop;
+
+    /* A segment for one of our own addresses loops back into our own
+     * input, which checks every checksum: no offload there. */
+    pcb->tso = ip_route_lookup(pcb->remote.addr, &iface, &nexthop) == 0 &&
+               (atomic_load(&iface->iface.dev->flags) & NET_DEVICE_FLAG_TSO) &&
+               !ip_addr_is_local(pcb->remote.addr);
+}
+
 uint32_t tcp_rcv_room_locked(struct tcp_pcb *pcb)
 {
     return pcb->rcvbuf.buf ? (uint32_t)ring_space(&pcb->rcvbuf) : pcb->rcvbuf_size + tcp_rcv_slack(pcb);
@@ -305,7 +321,7 @@ int tcp_send_segment_locked(struct tcp_pcb *pcb, uint8_t flags, uint32_t seq, si
     size_t optlen = write_options(opt, pcb, flags, len), hlen = TCP_HDR_SIZE_MIN + optlen;
     struct pbuf *pb = pbuf_alloc(PBUF_HEADROOM, hlen + len);
     struct tcp_hdr *hdr;
-    uint32_t wnd;
+    uint32_t wnd, segs = 1;
 
     assert(mutex_held(&tcp_lock));
     if (!pb) {
@@ -349,8 +365,24 @@ int tcp_send_segment_locked(struct tcp_pcb *pcb, uint8_t flags, uint32_t seq, si
     }
     hdr->sum = 0;
     hdr->urg = 0;
-    store16(&hdr->sum, cksum16(pb->data, pb->len,
-                               cksum_pseudo(pcb->local.addr, pcb->remote.addr, IP_PROTOCOL_TCP, (uint16_t)pb->len)));
+    if (pcb->tso) {
+        /* Offload: the kernel completes the checksum (the field holds the
+         * pseudo-header sum, folded, not inverted) and, for a segment
+         * longer than one MSS, cuts it into segments of gso_size bytes,
+         * each with a copy of this header (PSH and FIN on the last). */
+        uint32_t seg = pcb->snd_mss > optlen + 64 ? pcb->snd_mss - (uint32_t)optlen : 64;
+        pb->flags |= PBUF_FLAG_CSUM_PARTIAL;
+        store16(&hdr->sum, (uint16_t)~cksum_finish(cksum_pseudo(pcb->local.addr, pcb->remote.addr,
+                                                                 IP_PROTOCOL_TCP, (uint16_t)pb->len)));
+        if (len > seg) {
+            pb->gso_size = (uint16_t)seg;
+            segs = (uint32_t)((len + seg - 1) / seg);
+            STAT_INC(&tcp_stats, TCPSTAT_OUT_SUPER_SEGS);
+        }
+    } else {
+        store16(&hdr->sum, cksum16(pb->data, pb->len,
+                                   cksum_pseudo(pcb->local.addr, pcb->remote.addr, IP_PROTOCOL_TCP, (uint16_t)pb->len)));
+    }
     if (flags & TCP_FLG_ACK) { /* this segment carries our ACK */
         pcb->last_ack_sent = pcb->rcv_nxt;
         if (SEQ_GT(pcb->rcv_nxt + wnd, pcb->rcv_adv))
@@ -359,7 +391,7 @@ int tcp_send_segment_locked(struct tcp_pcb *pcb, uint8_t flags, uint32_t seq, si
         pcb->ack_now = 0;
         net_timer_cancel(&pcb->delack);
     }
-    STAT_INC(&tcp_stats, TCPSTAT_OUT_SEGS);
+    stat_add(&tcp_stats, TCPSTAT_OUT_SEGS, segs);
     if (flags & TCP_FLG_RST)
         STAT_INC(&tcp_stats, TCPSTAT_OUT_RSTS);
     if (log_enabled(LOG_TCP, LOG_LEVEL_DEBUG))
@@ -573,7 +605,7 @@ static int can_send_data(enum tcp_state s)
 static size_t next_segment_len(struct tcp_pcb *pcb, int *fin, int no_cwnd)
 {
     size_t off = (size_t)(pcb->snd_nxt - pcb->snd_una), unsent, len;
-    uint32_t in_flight = pcb->snd_nxt - pcb->snd_una, mss = tcp_seg_size_locked(pcb);
+    uint32_t in_flight = pcb->snd_nxt - pcb->snd_una, mss = tcp_seg_size_locked(pcb), max = mss;
     /* RFC 3042 limited transmit: the first two duplicate ACKs each let one
      * new segment go beyond cwnd, so a small window still gets the three
      * duplicate ACKs fast retransmit needs */
@@ -585,9 +617,13 @@ static size_t next_segment_len(struct tcp_pcb *pcb, int *fin, int no_cwnd)
     if (pcb->fin_sent && SEQ_GT(pcb->snd_nxt, pcb->fin_seq))
         return 0; /* everything, FIN included, is out */
     unsent = off < pcb->sndbuf.len ? pcb->sndbuf.len - off : 0;
+    /* Offload: new data may go as one super-segment of whole MSS-sized
+     * pieces; resends and loss recovery stay one segment at a time. */
+    if (pcb->tso && !pcb->in_recovery && !SEQ_LT(pcb->snd_nxt, pcb->snd_max))
+        max = TCP_TSO_MAX / mss * mss;
     len = unsent < usable ? unsent : usable;
-    if (len > mss)
-        len = mss;
+    if (len > max)
+        len = max;
     if (SEQ_LT(pcb->snd_nxt, pcb->snd_max)) {
         /* resending after a timeout: stop short of what the peer SACKed,
          * and never hold a resend back for Nagle */
@@ -601,8 +637,16 @@ static size_t next_segment_len(struct tcp_pcb *pcb, int *fin, int no_cwnd)
         return len;
     }
     *fin = pcb->fin_queued && off + len == pcb->sndbuf.len;
-    if (len == 0 || len == mss || *fin || pcb->force_send)
+    if (len == 0 || len % mss == 0 || *fin || pcb->force_send)
         return len;
+    if (len > mss) {
+        /* whole segments and a short one: the short one goes along only
+         * when Nagle would let it go alone; else it waits (as with TSO in
+         * Linux, tcp_mss_split_point) */
+        if (len == unsent && (in_flight == 0 || (pcb->sock && atomic_load(&pcb->sock->nodelay))))
+            return len;
+        return len - len % mss;
+    }
     /* A short segment: Nagle (RFC 896) and sender SWS avoidance. Send it
      * only if it is all we have and nothing is in flight (or TCP_NODELAY),
      * or if it fills half the largest window the peer ever offered. */

@@ -42,6 +42,8 @@ static const char *const tcp_stat_names[TCPSTAT_COUNT] = {
     [TCPSTAT_OUT_SEGS] = "out_segs",
     [TCPSTAT_OUT_RSTS] = "out_rsts",
     [TCPSTAT_OUT_NO_MEMORY] = "out_no_memory",
+    [TCPSTAT_OUT_SUPER_SEGS] = "out_super_segs",
+    [TCPSTAT_IN_SUPER_SEGS] = "in_super_segs",
     [TCPSTAT_RETRANS_SEGS] = "retrans_segs",
     [TCPSTAT_FAST_RETRANSMITS] = "fast_retransmits",
     [TCPSTAT_RTO_TIMEOUTS] = "rto_timeouts",
@@ -128,6 +130,8 @@ void tcp_set_state_locked(struct tcp_pcb *pcb, enum tcp_state state)
                   tcp_state_name(pcb->state), tcp_state_name(state));
     }
     pcb->state = state;
+    if (state == TCPS_ESTABLISHED)
+        tcp_offload_setup_locked(pcb);
 }
 
 void tcp_notify_locked(struct tcp_pcb *pcb)

@@ -153,6 +153,8 @@ struct tcp_pcb {
     uint32_t snd_wl1, snd_wl2;     /* [T] seq/ack of the last window update */
     uint32_t max_snd_wnd;          /* [T] largest window the peer offered */
     uint16_t snd_mss;              /* [T] largest segment we send */
+    uint8_t tso;                   /* [T] the route's device takes super-segments and
+                                      completes checksums (NET_DEVICE_FLAG_TSO) */
     int wscale_ok;                 /* [T] both SYNs carried window scale */
     uint8_t snd_wscale;            /* [T] the peer's shift (RFC 7323 §2.2) */
     uint8_t rcv_wscale;            /* [T] ours: our window >> this on the wire */
@@ -280,6 +282,9 @@ int tcp_send_challenge_ack_locked(struct tcp_pcb *pcb);
 void tcp_send_reset_for(const struct tcp_seg *seg);
 /* Receive window to advertise now (never shrinks the right edge). */
 uint32_t tcp_rcv_window_locked(struct tcp_pcb *pcb);
+/* Look up whether segments to the peer may be offloaded (pcb->tso): set
+ * when the connection is established. */
+void tcp_offload_setup_locked(struct tcp_pcb *pcb);
 /* Bytes past rcv_nxt the receive ring can hold (its slack included):
  * rcv_adv never goes further than this from rcv_nxt. */
 uint32_t tcp_rcv_room_locked(struct tcp_pcb *pcb);

@@ -235,7 +235,7 @@ static const char *udp_validate(const struct ip_rx *rx, const struct pbuf *pb, i
         return *stat = UDPSTAT_IN_BAD_LENGTH, "length field differs from the datagram";
     if (hdr->sum == 0) {
         STAT_INC(&udp_stats, UDPSTAT_IN_NO_CHECKSUM); /* sender computed none */
-    } else if (cksum16(pb->data, pb->len, cksum_pseudo(rx->src, rx->dst, IP_PROTOCOL_UDP,
+    } else if (!(pb->flags & PBUF_FLAG_CSUM_PARTIAL) && cksum16(pb->data, pb->len, cksum_pseudo(rx->src, rx->dst, IP_PROTOCOL_UDP,
                                                       (uint16_t)pb->len)) != 0) {
         return *stat = UDPSTAT_IN_BAD_CHECKSUM, "bad checksum";
     }

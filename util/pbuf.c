@@ -98,6 +98,7 @@ struct pbuf *pbuf_alloc(size_t headroom, size_t len)
     pb->dev = NULL;
     pb->proto = 0;
     pb->flags = 0;
+    pb->gso_size = 0;
     pb->cap = cap;
     pb->data = pb->buf + headroom;
     pb->len = len;
@@ -122,6 +123,7 @@ struct pbuf *pbuf_clone(const struct pbuf *pb)
         copy->dev = pb->dev;
         copy->proto = pb->proto;
         copy->flags = pb->flags;
+        copy->gso_size = pb->gso_size;
         memcpy(copy->cb, pb->cb, sizeof(copy->cb));
     }
     return copy;

@@ -31,12 +31,19 @@ struct net_device;
 #define PBUF_FLAG_NO_LINK 0x0001
 /* Addressed to a link-layer broadcast: never answer it with an ICMP error. */
 #define PBUF_FLAG_LINK_BCAST 0x0002
+/* Checksum offload (a device with NET_DEVICE_FLAG_TSO): the TCP checksum
+ * field holds only the pseudo-header sum; the device's peer completes it.
+ * On input: the checksum was never computed, because the frame never left
+ * this machine (the kernel said so); it is not checked. */
+#define PBUF_FLAG_CSUM_PARTIAL 0x0004
 
 struct pbuf {
     struct pbuf *next;       /* link for whichever queue holds it */
     struct net_device *dev;  /* device it arrived on, or leaves by */
     uint16_t proto;          /* EtherType of what data points at, once known */
     uint16_t flags;          /* PBUF_FLAG_* */
+    uint16_t gso_size;       /* a TCP super-frame: payload bytes per segment
+                                the device cuts it into; 0: one segment */
     uint8_t cb[16];          /* scratch for the layer holding it (e.g. a
                                 socket queue keeps the sender's address) */
     uint8_t *data;           /* start of the current layer */

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <linux/virtio_net.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -231,7 +233,7 @@ void platform_random(void *buf, size_t len)
 
 /* ---- tap --------------------------------------------------------------- */
 
-int platform_tap_open(const char *name, int *created)
+int platform_tap_open(const char *name, int *created, int vnet_hdr)
 {
     struct ifreq ifr;
     int fd, existed;
@@ -247,7 +249,7 @@ int platform_tap_open(const char *name, int *created)
     if (fd < 0)
         return -errno;
     memset(&ifr, 0, sizeof(ifr));
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_hdr ? IFF_VNET_HDR : 0);
     snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
     if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
         int err = errno;
@@ -318,6 +320,19 @@ int platform_tap_read_nb(int fd, void *buf, size_t size)
     return (int)n;
 }
 
+int platform_tap_read2_nb(int fd, void *buf, size_t size, void *spill, size_t spill_size)
+{
+    struct iovec iov[2] = { { .iov_base = buf, .iov_len = size }, { .iov_base = spill, .iov_len = spill_size } };
+    ssize_t n;
+
+    do {
+        n = readv(fd, iov, 2);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EAGAIN ? 0 : -errno;
+    return (int)n;
+}
+
 int platform_wait_fds(const int *fds, int n, int wake_fd, int timeout_ms, unsigned char *ready)
 {
     struct pollfd pfd[17];
@@ -349,6 +364,35 @@ int platform_tap_write(int fd, const void *buf, size_t len)
 
     do {
         n = write(fd, buf, len);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : (int)n;
+}
+
+_Static_assert(sizeof(struct platform_vnet_hdr) == sizeof(struct virtio_net_hdr) &&
+                   sizeof(struct platform_vnet_hdr) == PLATFORM_VNET_HDR_LEN,
+               "platform_vnet_hdr must be laid out as virtio_net_hdr");
+_Static_assert(PLATFORM_VNET_F_NEEDS_CSUM == VIRTIO_NET_HDR_F_NEEDS_CSUM &&
+                   PLATFORM_VNET_F_DATA_VALID == VIRTIO_NET_HDR_F_DATA_VALID &&
+                   PLATFORM_VNET_GSO_TCPV4 == VIRTIO_NET_HDR_GSO_TCPV4,
+               "vnet header constants");
+
+int platform_tap_set_offload(int fd, int csum, int tso4)
+{
+    unsigned long off = (csum ? TUN_F_CSUM : 0) | (csum && tso4 ? TUN_F_TSO4 : 0);
+
+    return ioctl(fd, TUNSETOFFLOAD, off) < 0 ? -errno : 0;
+}
+
+int platform_tap_write_vnet(int fd, const struct platform_vnet_hdr *h, const void *buf, size_t len)
+{
+    struct iovec iov[2] = {
+        { .iov_base = (void *)h, .iov_len = PLATFORM_VNET_HDR_LEN },
+        { .iov_base = (void *)buf, .iov_len = len },
+    };
+    ssize_t n;
+
+    do {
+        n = writev(fd, iov, 2);
     } while (n < 0 && errno == EINTR);
     return n < 0 ? -errno : (int)n;
 }

@@ -93,8 +93,33 @@ void platform_random(void *buf, size_t len);
 /* ---- tap --------------------------------------------------------------- */
 /* Open the tap named name (creating it if absent and allowed).
  * On success returns the fd and stores whether the tap was created by us in
- * *created. On failure returns -errno. */
-int platform_tap_open(const char *name, int *created);
+ * *created. On failure returns -errno. With vnet_hdr, every frame read or
+ * written is preceded by a struct platform_vnet_hdr (IFF_VNET_HDR). */
+int platform_tap_open(const char *name, int *created, int vnet_hdr);
+
+/* The header a tap opened with vnet_hdr puts before each frame: Linux's
+ * struct virtio_net_hdr, in host byte order. It says what the kernel
+ * still has to do to a frame we write (or what it left undone in one we
+ * read): complete a checksum, cut a TCP super-frame into segments. */
+struct platform_vnet_hdr {
+    uint8_t flags;        /* PLATFORM_VNET_F_* */
+    uint8_t gso_type;     /* PLATFORM_VNET_GSO_* */
+    uint16_t hdr_len;     /* Ethernet + IP + TCP header bytes of a super-frame */
+    uint16_t gso_size;    /* TCP payload bytes per segment */
+    uint16_t csum_start;  /* where the checksummed bytes start in the frame */
+    uint16_t csum_offset; /* where the checksum goes, from csum_start */
+};
+#define PLATFORM_VNET_HDR_LEN 10
+#define PLATFORM_VNET_F_NEEDS_CSUM 1 /* the checksum holds the pseudo-header sum only */
+#define PLATFORM_VNET_F_DATA_VALID 2 /* the kernel checked the checksum already */
+#define PLATFORM_VNET_GSO_NONE 0
+#define PLATFORM_VNET_GSO_TCPV4 1
+/* Let the kernel hand us frames with checksums left undone (csum) and TCP
+ * super-frames (tso4) (TUNSETOFFLOAD). Returns 0 or -errno. */
+int platform_tap_set_offload(int fd, int csum, int tso4);
+/* Write a vnet header and a frame as one frame. Returns the bytes written
+ * or -errno. */
+int platform_tap_write_vnet(int fd, const struct platform_vnet_hdr *h, const void *buf, size_t len);
 void platform_tap_close(int fd);
 /* Wait up to timeout_ms for interface name to be operationally up (the
  * kernel drops frames written to a tap before that). Returns 0 when up,
@@ -111,6 +136,9 @@ void platform_wakeup_close(int fds[2]);
 /* Read one frame if one is waiting, never blocking (the tap is opened
  * O_NONBLOCK): its length, 0 if none, or -errno. */
 int platform_tap_read_nb(int fd, void *buf, size_t size);
+/* As platform_tap_read_nb, but a frame longer than size goes on into
+ * spill (readv): for super-frames, without a 64 KiB buffer per read. */
+int platform_tap_read2_nb(int fd, void *buf, size_t size, void *spill, size_t spill_size);
 /* Sleep until one of fds[0..n) is readable (ready[i] set to 1), the wakeup
  * pipe fires (drained here), or timeout_ms passes (-1: no limit). Returns
  * how many fds are readable, 0 on timeout or wakeup, or -errno. */
