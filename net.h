@@ -75,6 +75,7 @@ struct net_config {
     unsigned tcp_timestamps;       /* offer and use timestamps (RFC 7323): 1 on, 0 off */
     char tcp_cc[16];               /* congestion control of new sockets: "newreno", "cubic" */
     unsigned tap_offload;          /* tap: checksum and segmentation offload, 1 on, 0 off */
+    unsigned busy_poll_us;         /* stack thread polls without sleeping this long after input; 0 off */
 };
 
 extern struct net_config net_config;
@@ -318,6 +319,7 @@ enum net_stat {
     NETSTAT_INPUT_DEV_DOWN,
     NETSTAT_INPUT_NO_PROTOCOL,
     NETSTAT_TIMERS_RUN,
+    NETSTAT_BUSY_POLLS,    /* looks at the devices without sleeping (busy_poll_us) */
     NETSTAT_COUNT
 };
 extern struct stats_group net_stats;

@@ -96,7 +96,7 @@ static const struct {
     F(tcp_syn_retries), F(tcp_retries), F(tcp_rto_initial_ms), F(tcp_rto_min_ms), F(tcp_rto_max_ms),
     F(tcp_delack_ms), F(tcp_msl_ms), F(tcp_fin_wait2_ms), F(tcp_challenge_ack_per_s), F(tcp_keep_idle_s),
     F(tcp_keep_intvl_s), F(tcp_keep_cnt), F(tcp_sack), F(tcp_timestamps), F(pbuf_pool_max),
-    F(tap_offload),
+    F(tap_offload), F(busy_poll_us),
 #undef F
 };
 

@@ -20,6 +20,8 @@ Figures:
   1000 connections       opened, then rounds of 64 bytes echoed on each; memory
                          per connection from echo-server's VmRSS at idle
   loss                   kernel -> discard-server --drop P --seed RUN (each way), 5 s runs
+  busypoll               ping RTT again with --set busy_poll_us=20000 (the stack
+                         thread spins instead of sleeping for 20 ms after a frame)
   offload                discard, chargen and the echo round trip again with
                          --set tap_offload=1 (checksums and TCP segmentation
                          left to the kernel, super-frames both ways)
@@ -29,7 +31,7 @@ Only namespaces this script creates are touched, with addresses in
 Every run is bounded in time. Run as root: make bench.
 Environment: BENCH_RUNS (default 5), BENCH_SECONDS (default 2, per timed run),
 BENCH_ONLY (comma-separated figure keys, for working on one figure:
-ceiling,veth,discard,chargen,echo,ping,udp,cps,conns,loss,offload).
+ceiling,veth,discard,chargen,echo,ping,udp,cps,conns,loss,offload,busypoll).
 """
 
 import atexit
@@ -367,7 +369,7 @@ def main():
     f = {k: Fig() for k in ("ceil", "veth", "discard", "chargen", "loss1", "loss5", "echo", "kecho",
                             "ping", "kping", "udp1", "kudp1", "udp32", "kudp32", "cps", "kcps",
                             "conns", "kconns", "rss_idle", "rss_busy", "open", "kopen",
-                            "discard_o", "chargen_o", "echo_o", "kecho_o")}
+                            "discard_o", "chargen_o", "echo_o", "kecho_o", "ping_b", "kping_b")}
     offload = ("--set", "tap_offload=1")
 
     # Bulk figures. tap0 takes one reader at a time, so each run measures
@@ -427,6 +429,13 @@ def main():
                 cps(tap, "192.0.2.2", f["cps"])
                 cps(va, "198.51.100.2", f["kcps"])
         stop(srv)
+    if want("busypoll"):
+        srv = netstep(tap, "echo-server", "--set", "busy_poll_us=20000")
+        for run in range(RUNS):
+            progress("ping with busy polling run %d/%d" % (run + 1, RUNS))
+            ping_rtt(tap, "192.0.2.2", f["ping_b"])
+            ping_rtt(va, "198.51.100.2", f["kping_b"])
+        stop(srv)
     if want("offload"):
         srv = netstep(tap, "echo-server", *offload)
         for run in range(RUNS):
@@ -483,6 +492,9 @@ def main():
             "netstep VmRSS growth; vs target 64 KiB; lower")
         row("%d conns: memory per conn. after rounds" % CONNS, f["rss_busy"], 64.0, "KiB",
             "netstep VmRSS growth; vs target 64 KiB; lower")
+    if want("busypoll"):
+        row("ping RTT, busy polling (busy_poll_us=20000)", f["ping_b"], f["kping_b"], "us",
+            "vs kernel over veth; lower (target ratio <= 3); costs a CPU")
     if want("offload"):
         row("with tap offload: kernel -> discard", f["discard_o"], f["ceil"], "MB/s",
             "--set tap_offload=1; vs tap ceiling")
