@@ -860,11 +860,13 @@ static void receive_text(struct tcp_pcb *pcb, const struct tcp_seg *seg)
     pcb->rcv_nxt += seg->dlen;
     if (ooo_advance(pcb)) {
         pcb->ack_now = 1; /* a hole was filled: ACK at once */
-    } else if (++pcb->acks_pending >= 2) {
+    } else if ((pcb->acks_pending += seg->dlen > pcb->snd_mss ? 2 : 1) >= 2) {
         /* every second segment (RFC 9293 §3.8.6.3), but once per input
          * batch: the segments of one batch arrived together, and one ACK
          * for all of them (as Linux sends for a GRO batch) saves a frame
-         * and a kernel round per segment; it goes out within the batch */
+         * and a kernel round per segment; it goes out within the batch.
+         * A super-frame from an offloading tap holds several full-sized
+         * segments: it counts as two, so it is never left to the timer */
         tcp_batch_defer_locked(pcb, 0, 1);
     } else {
         net_timer_arm(&pcb->delack, net_config.tcp_delack_ms);
