@@ -90,6 +90,7 @@ enum tcp_stat {
     TCPSTAT_SACK_RECOVERIES,   /* loss recoveries driven by SACK (RFC 6675) */
     TCPSTAT_SACK_RETRANS_SEGS, /* holes resent during them */
     TCPSTAT_OUT_SACK_BLOCKS,   /* SACK blocks we sent */
+    TCPSTAT_OUT_DSACKS,        /* D-SACK blocks we sent (RFC 2883): duplicates reported */
     TCPSTAT_RTT_TS_SAMPLES,    /* RTT samples taken from timestamps */
     TCPSTAT_TLP_PROBES,        /* tail loss probes sent (RFC 8985 §7) */
     TCPSTAT_TLP_RECOVERIES,    /* recoveries a probe's SACK started */

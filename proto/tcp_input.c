@@ -318,6 +318,27 @@ static uint32_t rcv_wnd(struct tcp_pcb *pcb)
     return adv < space ? adv : space;
 }
 
+/* RFC 2883 §4: data we already had came again: report [start, end) as
+ * the first SACK block of the next ACK (a D-SACK), so the sender can tell
+ * a needless resend from a loss. */
+static void dsack_note(struct tcp_pcb *pcb, uint32_t start, uint32_t end)
+{
+    if (!pcb->sack_ok || !SEQ_LT(start, end))
+        return;
+    pcb->dsack = (struct tcp_sack_blk){ start, end };
+    pcb->dsack_pending = 1;
+    pcb->ack_now = 1;
+}
+
+/* Data of seg wholly below rcv_nxt (it was dropped as a duplicate). */
+static void dsack_old(struct tcp_pcb *pcb, const struct tcp_seg *seg)
+{
+    uint32_t start = seg->seq + ((seg->flg & TCP_FLG_SYN) ? 1 : 0);
+
+    if (seg->dlen && SEQ_LEQ(start + seg->dlen, pcb->rcv_nxt))
+        dsack_note(pcb, start, start + seg->dlen);
+}
+
 /* RFC 9293 §3.10.7.4, first: the four acceptability cases; then trim the
  * segment to the window. Returns 0 if acceptable (seg trimmed). */
 static int check_sequence(struct tcp_pcb *pcb, struct tcp_seg *seg)
@@ -348,6 +369,7 @@ static int check_sequence(struct tcp_pcb *pcb, struct tcp_seg *seg)
         }
         if (cut > seg->dlen)
             cut = seg->dlen;
+        dsack_note(pcb, seg->seq, seg->seq + cut);
         seg->data += cut;
         seg->dlen -= cut;
         seg->seq += cut;
@@ -848,6 +870,10 @@ static void receive_text(struct tcp_pcb *pcb, const struct tcp_seg *seg)
         pcb->ack_now = 1;
         return;
     }
+    if (off > 0)
+        for (int i = 0; i < pcb->nooo; i++)
+            if (SEQ_LEQ(pcb->ooo[i].start, seg->seq) && SEQ_LEQ(seg->seq + seg->dlen, pcb->ooo[i].end))
+                dsack_note(pcb, seg->seq, seg->seq + seg->dlen); /* held already */
     ring_write_at(&pcb->rcvbuf, pcb->rcvbuf.len + off, seg->data, seg->dlen);
     if (off > 0) {
         STAT_INC(&tcp_stats, TCPSTAT_IN_OOO_SEGS);
@@ -944,11 +970,13 @@ static void sync_input(struct tcp_pcb *pcb, struct tcp_seg *seg)
     if (paws_reject(pcb, seg)) {
         STAT_INC(&tcp_stats, TCPSTAT_IN_PAWS_DROPPED);
         log_debug(LOG_TCP, "paws: TSval %u older than TS.Recent %u: drop", seg->tsval, pcb->ts_recent);
+        dsack_old(pcb, seg);
         tcp_send_ack_locked(pcb); /* R1: acknowledge, and drop */
         return;
     }
     if (check_sequence(pcb, seg) < 0) { /* step 1 */
         STAT_INC(&tcp_stats, TCPSTAT_IN_OUT_OF_WINDOW);
+        dsack_old(pcb, seg);
         if (!(seg->flg & TCP_FLG_RST)) {
             if (pcb->state == TCPS_TIME_WAIT && (seg->flg & TCP_FLG_FIN))
                 net_timer_arm(&pcb->timewait, 2ull * net_config.tcp_msl_ms);

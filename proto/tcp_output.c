@@ -181,18 +181,21 @@ uint32_t tcp_ts_now(struct tcp_pcb *pcb)
     return (uint32_t)net_now_ms() + pcb->ts_offset;
 }
 
-/* SACK blocks to report now (RFC 2018 §4): the range holding the segment
- * that arrived last goes first (a MUST), then the ranges we reported most
- * recently (so a range named in one lost ACK is named again), then the
- * others, as many as fit beside the timestamps option. Returns how many
- * went into blk; remembers them as the most recently reported. */
+/* SACK blocks to report now (RFC 2018 §4): a duplicate we were sent goes
+ * first, once (D-SACK, RFC 2883 §4); then the range holding the segment
+ * that arrived last (a MUST), then the ranges we reported most recently
+ * (so a range named in one lost ACK is named again), then the others, as
+ * many as fit beside the timestamps option. Returns how many went into
+ * blk (the D-SACK block included, if pending). */
 static int sack_blocks(struct tcp_pcb *pcb, struct tcp_sack_blk *blk)
 {
     int n = 0, max = pcb->ts_ok ? 3 : 4;
     int used[TCP_OOO_MAX] = { 0 };
 
-    if (!pcb->sack_ok || pcb->nooo == 0)
+    if (!pcb->sack_ok || (pcb->nooo == 0 && !pcb->dsack_pending))
         return 0;
+    if (pcb->dsack_pending)
+        blk[n++] = pcb->dsack;
     for (int h = -1; h < TCP_SACK_OPT_MAX && n < max; h++) {
         uint32_t seq = h < 0 ? pcb->ooo_last : pcb->sack_sent[h];
         if (h >= 0 && h >= pcb->nsack_sent)
@@ -271,7 +274,13 @@ static size_t write_options(uint8_t *opt, struct tcp_pcb *pcb, uint8_t flags, si
                 n += 8;
             }
             stat_add(&tcp_stats, TCPSTAT_OUT_SACK_BLOCKS, (uint64_t)nb);
-            sack_blocks_sent(pcb, blk, nb);
+            if (pcb->dsack_pending) { /* blk[0]: reported, and done with */
+                pcb->dsack_pending = 0;
+                STAT_INC(&tcp_stats, TCPSTAT_OUT_DSACKS);
+                sack_blocks_sent(pcb, blk + 1, nb - 1);
+            } else {
+                sack_blocks_sent(pcb, blk, nb);
+            }
         }
         return n;
     }

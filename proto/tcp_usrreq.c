@@ -67,6 +67,7 @@ static const char *const tcp_stat_names[TCPSTAT_COUNT] = {
     [TCPSTAT_SACK_RECOVERIES] = "sack_recoveries",
     [TCPSTAT_SACK_RETRANS_SEGS] = "sack_retrans_segs",
     [TCPSTAT_OUT_SACK_BLOCKS] = "out_sack_blocks",
+    [TCPSTAT_OUT_DSACKS] = "out_dsacks",
     [TCPSTAT_RTT_TS_SAMPLES] = "rtt_ts_samples",
     [TCPSTAT_TLP_PROBES] = "tlp_probes",
     [TCPSTAT_TLP_RECOVERIES] = "tlp_recoveries",

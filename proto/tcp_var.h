@@ -197,6 +197,8 @@ struct tcp_pcb {
     uint32_t sack_sent[TCP_SACK_OPT_MAX]; /* [T] starts of the blocks we sent
                                       last, first block first */
     int nsack_sent;                /* [T] */
+    struct tcp_sack_blk dsack;     /* [T] a duplicate to report (RFC 2883), */
+    int dsack_pending;             /* [T]   once, in the next ACK's first block */
     int rcv_fin;                   /* [T] peer's FIN received (in order) */
     int have_ooo_fin;              /* [T] a FIN arrived ahead of a hole */
     uint32_t ooo_fin_seq;          /* [T] */

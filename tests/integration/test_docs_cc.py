@@ -21,6 +21,7 @@ come from test_docs.py.
 import collections
 import re
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -350,6 +351,42 @@ chargen-server: listening on 192.0.2.2:19 (tcp)
 00:00:00.030 [stack] cc debug tcp_output.c:1 192.0.2.2:19 192.0.2.1:40000 newreno sack-recovery cwnd 2920 ssthresh 2920 flight 5840 pipe 1460 srtt 1 rto 200
 00:00:00.040 [stack] cc debug tcp_output.c:1 192.0.2.2:19 192.0.2.1:40000 newreno recovered cwnd 3000 ssthresh 3000 flight 0 pipe 0 srtt 1 rto 200
 """
+
+
+@pytest.mark.needs_bin("discard-server")
+def test_ch15_dsack_counted_by_the_kernel(kernel_ns):
+    """The D-SACK experiment: every duplicate the fault injector makes on
+    the way in is reported in a D-SACK block the kernel counts."""
+    need("nc")
+    need("nstat")
+    ns = kernel_ns
+    d = App(ns, "discard-server", ["--duplicate", "rx:0.05", "--seed", "1"],
+            ready=r"^discard-server: listening on 192\.0\.2\.2:9 ")
+    try:
+        assert ns.run(["nstat", "-n"], timeout=10).returncode == 0
+        r = netstep.run(ns.cmd(["sh", "-c", "head -c 4000000 /dev/zero | timeout 20 nc -N 192.0.2.2 9"]),
+                        timeout=45, check=False, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r
+        # the last ACKs may still be on their way to the kernel
+        kernel = 0
+        for _ in range(20):
+            k = ns.run(["nstat", "-a", "TcpExtTCPDSACKRecv"], timeout=10).stdout
+            m = re.search(r"(?m)^TcpExtTCPDSACKRecv\s+(\d+)", k)
+            st = d.stats()
+            kernel = int(m.group(1)) if m else 0
+            if kernel == st.get("tcp.out_dsacks", 0):
+                break
+            time.sleep(0.1)
+    finally:
+        stop_ok(d)
+    assert st["fault.rx_duplicated"] > 0, st
+    assert 0 < st["tcp.out_dsacks"] <= st["fault.rx_duplicated"], st
+    assert kernel == st["tcp.out_dsacks"], (kernel, st["tcp.out_dsacks"])
+    doc_shows(CH15, r"^ip netns exec lab build/bin/discard-server --duplicate rx:0\.05 --seed 1 ")
+    doc_shows(CH15, r"^ip netns exec lab nstat TcpExtTCPDSACKRecv$")
+    doc_shows(CH15, r"^TcpExtTCPDSACKRecv\s+\d+\s+0\.0$")
+    doc_shows(CH15, r"^tcp\.out_dsacks \d+$")
+    doc_shows(CH15, r"^fault\.rx_duplicated \d+$")
 
 
 @pytest.mark.needs_bin()

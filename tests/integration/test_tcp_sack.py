@@ -395,8 +395,9 @@ def test_sack_receiver_blocks_name_held_ranges(scapy_ns):
     """Islands reach discard-server ahead of their holes: each ACK (sent at
     once, RFC 5681 §4.2) acknowledges up to the first hole and carries SACK
     blocks naming exactly the ranges held, the one with the latest arrival
-    first (RFC 2018 §4); filling the holes moves the ACK to the end and the
-    blocks go away with what they described."""
+    first (RFC 2018 §4), after a D-SACK of a copy (RFC 2883); filling the
+    holes moves the ACK to the end and the blocks go away with what they
+    described."""
     with scapy_app(scapy_ns, "discard-server") as (peer, app):
         before = app.stats()
         c = _open_discard(peer, sack=True)
@@ -420,8 +421,9 @@ def test_sack_receiver_blocks_name_held_ranges(scapy_ns):
             # hole [2500, 3000); an island [3000, 3500) is now the latest
             ((6 * S, 7 * S), S, [(6 * S, 7 * S), (2 * S, 5 * S)]),
             ((7 * S, 8 * S), S, [(6 * S, 8 * S), (2 * S, 5 * S)]),
-            # a copy of held data: its range leads again (RFC 2018 §4)
-            ((2 * S, 3 * S), S, [(2 * S, 5 * S), (6 * S, 8 * S)]),
+            # a copy of held data: reported as a D-SACK, then the range
+            # holding it, then the other (RFC 2883 §4, RFC 2018 §4)
+            ((2 * S, 3 * S), S, [(2 * S, 3 * S), (2 * S, 5 * S), (6 * S, 8 * S)]),
             # the first hole filled: the ACK jumps over the first island
             ((S, 2 * S), 5 * S, [(6 * S, 8 * S)]),
             # the last hole filled: all acknowledged, no SACK option left

@@ -833,6 +833,81 @@ static void expect_blocks(const struct tp_seg *s, uint32_t ack, const struct blk
     }
 }
 
+/* RFC 2883 §4: data we already have, sent again, is reported once as
+ * the first SACK block of the next ACK (a D-SACK): wholly old, partly
+ * old, or a copy of a range held out of order (then that range follows
+ * it); never without SACK agreed. */
+static void test_dsack_reports_duplicates(void **state)
+{
+    int lsd = tp_listen(PORT, 8, 0);
+    struct peer p, q;
+    struct tp_seg s;
+    struct blk b[4];
+    uint32_t B;
+
+    (void)state;
+    peer_open(&p, lsd, PORT, 40060, 1000, 1, 0, 0, 100, NULL);
+    B = p.c.pseq;
+    tp_fill(data, 8000, 8);
+    peer_send_at(&p, B, ACK, NULL, 0, data, 1000);
+    test_advance(net_config.tcp_delack_ms);
+    peer_expect(&p, &s, ACK);
+    assert_int_equal(seg_sack(&s, NULL), 0);
+    /* all of it again: ACKed at once, D-SACK [B, B+1000) */
+    peer_send_at(&p, B, ACK, NULL, 0, data, 1000);
+    peer_expect(&p, &s, ACK);
+    assert_int_equal(s.ack, B + 1000);
+    assert_int_equal(seg_sack(&s, b), 1);
+    assert_int_equal(b[0].start, B);
+    assert_int_equal(b[0].end, B + 1000);
+    assert_int_equal(tp_counter("tcp.out_dsacks"), 1);
+    /* reported once: the next ACK has no SACK option */
+    peer_send_at(&p, B + 1000, ACK, NULL, 0, data + 1000, 1000);
+    test_advance(net_config.tcp_delack_ms);
+    peer_expect(&p, &s, ACK);
+    assert_int_equal(s.ack, B + 2000);
+    assert_int_equal(seg_sack(&s, NULL), 0);
+    /* half old: the old half is the D-SACK, the new half is taken */
+    peer_send_at(&p, B + 1500, ACK, NULL, 0, data + 1500, 1000);
+    peer_expect(&p, &s, ACK);
+    assert_int_equal(s.ack, B + 2500);
+    assert_int_equal(seg_sack(&s, b), 1);
+    assert_int_equal(b[0].start, B + 1500);
+    assert_int_equal(b[0].end, B + 2000);
+    /* a copy of a range held out of order: D-SACK, then that range */
+    peer_send_at(&p, B + 4000, ACK, NULL, 0, data + 4000, 1000);
+    peer_expect(&p, &s, ACK);
+    assert_int_equal(seg_sack(&s, b), 1);
+    peer_send_at(&p, B + 4000, ACK, NULL, 0, data + 4000, 1000);
+    peer_expect(&p, &s, ACK);
+    assert_int_equal(s.ack, B + 2500);
+    assert_int_equal(seg_sack(&s, b), 2);
+    assert_int_equal(b[0].start, B + 4000);
+    assert_int_equal(b[0].end, B + 5000);
+    assert_int_equal(b[1].start, B + 4000);
+    assert_int_equal(b[1].end, B + 5000);
+    assert_int_equal(tp_counter("tcp.out_dsacks"), 3);
+    peer_send_at(&p, B + 2500, ACK, NULL, 0, data + 2500, 1000);
+    peer_send_at(&p, B + 3500, ACK, NULL, 0, data + 3500, 500);
+    while (tp_take(&s)) /* the last ACK counts */
+        ;
+    assert_int_equal(s.ack, B + 5000);
+    assert_int_equal(seg_sack(&s, NULL), 0);
+    tp_read_exact(p.c.sd, data, 5000);
+
+    /* without SACK agreed, a duplicate gets a plain ACK */
+    peer_open(&q, lsd, PORT, 40061, 5000, 0, 0, 0, 100, NULL);
+    peer_send_at(&q, q.c.pseq, ACK, NULL, 0, data, 1000);
+    test_advance(net_config.tcp_delack_ms);
+    peer_expect(&q, &s, ACK);
+    peer_send_at(&q, q.c.pseq, ACK, NULL, 0, data, 1000);
+    peer_expect(&q, &s, ACK);
+    assert_int_equal(s.ack, q.c.pseq + 1000);
+    assert_int_equal(seg_sack(&s, NULL), 0);
+    assert_int_equal(tp_counter("tcp.out_dsacks"), 3);
+    tp_finish();
+}
+
 /* RFC 2018 §4: ranges held ahead of a hole are reported, the one holding
  * the segment that arrived last first, exactly as held (merged where
  * they touch), at most 3 beside timestamps; filling the holes removes
@@ -1908,6 +1983,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sack_receiver_ts, tp_setup, tp_teardown),
         cmocka_unit_test_setup_teardown(test_sack_receiver_no_ts, tp_setup, tp_teardown),
         cmocka_unit_test_setup_teardown(test_sack_receiver_repeats_recent_blocks, tp_setup, tp_teardown),
+        cmocka_unit_test_setup_teardown(test_dsack_reports_duplicates, tp_setup, tp_teardown),
         cmocka_unit_test_setup_teardown(test_sack_on_data_segments, tp_setup, tp_teardown),
         cmocka_unit_test_setup_teardown(test_sack_recovery_ts, tp_setup, tp_teardown),
         cmocka_unit_test_setup_teardown(test_sack_recovery_no_ts, tp_setup, tp_teardown),
