@@ -837,12 +837,29 @@ static void expect_blocks(const struct tp_seg *s, uint32_t ack, const struct blk
  * the first SACK block of the next ACK (a D-SACK): wholly old, partly
  * old, or a copy of a range held out of order (then that range follows
  * it); never without SACK agreed. */
+/* The peer sends [B+a, B+a+len); the ACK that comes at once must say ack
+ * and carry exactly the blocks want[0..n) (offsets from B). */
+static void dsack_step(struct peer *p, uint32_t B, uint32_t a, uint32_t len, uint32_t ack,
+                       const uint32_t (*want)[2], int n)
+{
+    struct tp_seg s;
+    struct blk b[4];
+
+    peer_send_at(p, B + a, ACK, NULL, 0, data + a, len);
+    peer_expect(p, &s, ACK);
+    assert_int_equal(s.ack, B + ack);
+    assert_int_equal(seg_sack(&s, b), n);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(b[i].start, B + want[i][0]);
+        assert_int_equal(b[i].end, B + want[i][1]);
+    }
+}
+
 static void test_dsack_reports_duplicates(void **state)
 {
     int lsd = tp_listen(PORT, 8, 0);
     struct peer p, q;
     struct tp_seg s;
-    struct blk b[4];
     uint32_t B;
 
     (void)state;
@@ -853,13 +870,8 @@ static void test_dsack_reports_duplicates(void **state)
     test_advance(net_config.tcp_delack_ms);
     peer_expect(&p, &s, ACK);
     assert_int_equal(seg_sack(&s, NULL), 0);
-    /* all of it again: ACKed at once, D-SACK [B, B+1000) */
-    peer_send_at(&p, B, ACK, NULL, 0, data, 1000);
-    peer_expect(&p, &s, ACK);
-    assert_int_equal(s.ack, B + 1000);
-    assert_int_equal(seg_sack(&s, b), 1);
-    assert_int_equal(b[0].start, B);
-    assert_int_equal(b[0].end, B + 1000);
+    /* all of it again: ACKed at once, D-SACK [0, 1000) */
+    dsack_step(&p, B, 0, 1000, 1000, (const uint32_t[][2]){ { 0, 1000 } }, 1);
     assert_int_equal(tp_counter("tcp.out_dsacks"), 1);
     /* reported once: the next ACK has no SACK option */
     peer_send_at(&p, B + 1000, ACK, NULL, 0, data + 1000, 1000);
@@ -868,24 +880,10 @@ static void test_dsack_reports_duplicates(void **state)
     assert_int_equal(s.ack, B + 2000);
     assert_int_equal(seg_sack(&s, NULL), 0);
     /* half old: the old half is the D-SACK, the new half is taken */
-    peer_send_at(&p, B + 1500, ACK, NULL, 0, data + 1500, 1000);
-    peer_expect(&p, &s, ACK);
-    assert_int_equal(s.ack, B + 2500);
-    assert_int_equal(seg_sack(&s, b), 1);
-    assert_int_equal(b[0].start, B + 1500);
-    assert_int_equal(b[0].end, B + 2000);
+    dsack_step(&p, B, 1500, 1000, 2500, (const uint32_t[][2]){ { 1500, 2000 } }, 1);
     /* a copy of a range held out of order: D-SACK, then that range */
-    peer_send_at(&p, B + 4000, ACK, NULL, 0, data + 4000, 1000);
-    peer_expect(&p, &s, ACK);
-    assert_int_equal(seg_sack(&s, b), 1);
-    peer_send_at(&p, B + 4000, ACK, NULL, 0, data + 4000, 1000);
-    peer_expect(&p, &s, ACK);
-    assert_int_equal(s.ack, B + 2500);
-    assert_int_equal(seg_sack(&s, b), 2);
-    assert_int_equal(b[0].start, B + 4000);
-    assert_int_equal(b[0].end, B + 5000);
-    assert_int_equal(b[1].start, B + 4000);
-    assert_int_equal(b[1].end, B + 5000);
+    dsack_step(&p, B, 4000, 1000, 2500, (const uint32_t[][2]){ { 4000, 5000 } }, 1);
+    dsack_step(&p, B, 4000, 1000, 2500, (const uint32_t[][2]){ { 4000, 5000 }, { 4000, 5000 } }, 2);
     assert_int_equal(tp_counter("tcp.out_dsacks"), 3);
     peer_send_at(&p, B + 2500, ACK, NULL, 0, data + 2500, 1000);
     peer_send_at(&p, B + 3500, ACK, NULL, 0, data + 3500, 500);
@@ -900,10 +898,7 @@ static void test_dsack_reports_duplicates(void **state)
     peer_send_at(&q, q.c.pseq, ACK, NULL, 0, data, 1000);
     test_advance(net_config.tcp_delack_ms);
     peer_expect(&q, &s, ACK);
-    peer_send_at(&q, q.c.pseq, ACK, NULL, 0, data, 1000);
-    peer_expect(&q, &s, ACK);
-    assert_int_equal(s.ack, q.c.pseq + 1000);
-    assert_int_equal(seg_sack(&s, NULL), 0);
+    dsack_step(&q, q.c.pseq, 0, 1000, 1000, NULL, 0);
     assert_int_equal(tp_counter("tcp.out_dsacks"), 3);
     tp_finish();
 }
