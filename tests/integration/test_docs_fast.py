@@ -10,12 +10,20 @@ the machine, on what else runs, and on the build (NETSTEP_BUILD=build-asan
 or build-tsan put the sanitizers' runtimes at the top), so only the shape is
 asserted: no thresholds on time or speed.
 
+The tap offloads (--set tap_offload=1) are checked the same way: both
+directions through tools/profile, where a discard run must take far fewer
+segments than one per MSS (super-frames), and the chapter's lab run of
+chargen-server --stats, where the offload run writes fewer frames than
+segments, a plain run right after it on the same tap works, and a capture
+keeps the offloads off.  Counts, not speeds.
+
 Every subprocess has a timeout; the last test interrupts a run and checks
 that the script removed its namespace and ended every process it started.
 """
 
 import os
 import re
+import select
 import signal
 import subprocess
 import time
@@ -23,13 +31,15 @@ import time
 import pytest
 
 import netstep
-from test_docs import doc_shows
+from test_docs import doc, doc_shows
 
 CH16 = "16-making-a-stack-fast.md"
 PROFILE = str(netstep.REPO_ROOT / "tools" / "profile")
 MIB = 32
 
 # the lines of tools/profile's output, as the chapter shows them
+MBS_ANY = (r"^profile: (kernel -> netstep discard-server|netstep chargen-server -> kernel)"
+           r"( \(--set tap_offload=1\))?, (\d+) MiB: (\d+\.\d) MB/s in (\d+\.\d\d) s$")
 MBS = r"^profile: kernel -> netstep discard-server, (\d+) MiB: (\d+\.\d) MB/s in (\d+\.\d\d) s$"
 SEGS = r"^counters: tcp\.in_segs (\d+), tcp\.out_segs (\d+)(?:, [a-z_]+\.[a-z_]+ \d+)*$"
 PSTAT = r"^perf stat: (\d+) context switches, (\d+) ms of CPU \(stack thread: (\d+), (\d+) ms\)$"
@@ -184,6 +194,157 @@ def test_profile_by_activity_with_dwarf_call_chains():
     assert abs(sum(float(m.group(1)) for m in acts) - 100.0) <= 0.01 * len(acts) + 0.01, text
     for name in names:
         doc_shows(CH16, r"^ +\d+\.\d\d%%  %s$" % re.escape(name))
+
+
+OFFLOAD_MIB = 32
+OFFLOAD_WHAT = {"discard": "kernel -> netstep discard-server",
+                "chargen": "netstep chargen-server -> kernel"}
+
+
+@pytest.mark.needs_bin("discard-server", "chargen-server")
+@pytest.mark.parametrize("run", ["discard", "chargen"])
+def test_profile_with_tap_offload(run):
+    """The chapter's offload experiment: with --set tap_offload=1 a discard
+    run takes the kernel's super-frames (tcp.in_segs far below one per
+    MSS), and a chargen run still counts every MSS-sized piece in
+    tcp.out_segs.  The MB/s only has to parse."""
+    lines = run_profile("--mib", str(OFFLOAD_MIB), "--run", run, "--top", "5",
+                        "--set", "tap_offload=1")
+    text = "\n".join(lines)
+    m = one(lines, MBS_ANY)
+    assert m.group(1) == OFFLOAD_WHAT[run] and m.group(2), m.group(0)
+    assert int(m.group(3)) == OFFLOAD_MIB and float(m.group(4)) > 0, m.group(0)
+    m = one(lines, SEGS)
+    in_segs, out_segs = int(m.group(1)), int(m.group(2))
+    per_mss = (OFFLOAD_MIB << 20) // 1460
+    if run == "discard":
+        # one segment to TCP per super-frame: without offload it is at least
+        # per_mss (the plain test above); with it, a quarter is generous
+        assert 0 < in_segs < per_mss // 4, "no super-frames came in: " + m.group(0)
+        assert out_segs > 0, m.group(0)
+    else:
+        # out_segs counts the pieces the kernel cuts, not the frames
+        assert out_segs >= per_mss, m.group(0)
+        assert in_segs > 0, m.group(0)
+    one(lines, PSTAT)
+    m = one(lines, r"^perf: (\d+) samples of %s-server \(pid (\d+) and its threads\); "
+                   r"perf report --stdio --no-children$" % run)
+    app_pid = int(m.group(2))
+    assert not pid_alive(app_pid), "%s-server (pid %d) still runs" % (run, app_pid)
+    one(lines, HEAD)
+    one(lines, TOTAL)
+    assert {"stack"} <= set(shares(one(lines, THREADS).group(0))), text
+
+    # the chapter shows the commands and the lines they print
+    doc_shows(CH16, r"^(sudo )?tools/profile --mib 64 --run %s --top 5$" % run)
+    doc_shows(CH16, r"^(sudo )?tools/profile --mib 64 --run %s --top 5 --set tap_offload=1$" % run)
+    what = re.escape(OFFLOAD_WHAT[run])
+    doc_shows(CH16, r"^profile: %s, 64 MiB: \d+\.\d MB/s in \d+\.\d\d s$" % what)
+    doc_shows(CH16, r"^profile: %s \(--set tap_offload=1\), 64 MiB: \d+\.\d MB/s in \d+\.\d\d s$"
+              % what)
+    # ... and what it shows there says the same as this run
+    shown = doc_offload_counters(OFFLOAD_WHAT[run])
+    if run == "discard":
+        assert shown["in_segs"] * 4 < (64 << 20) // 1460, shown
+    else:
+        assert shown["out_segs"] >= (64 << 20) // 1460, shown
+
+
+def doc_offload_counters(what):
+    """The counters line the chapter shows after its offload profile line."""
+    lines = doc(CH16).splitlines()
+    head = r"^profile: %s \(--set tap_offload=1\), " % re.escape(what)
+    at = [i for i, l in enumerate(lines) if re.match(head, l)]
+    assert len(at) == 1, "docs/%s: expected one line matching %r" % (CH16, head)
+    m = re.match(SEGS, lines[at[0] + 1])
+    assert m, "docs/%s: no counters line after %r" % (CH16, lines[at[0]])
+    return {"in_segs": int(m.group(1)), "out_segs": int(m.group(2))}
+
+
+# the chapter's lab run: chargen-server --stats, read by tcpbench
+LAB_BYTES = 16 << 20
+LAB_COUNTERS = ("tcp.out_segs", "tcp.out_super_segs", "dev.tap0.tx_frames",
+                "dev.tap0.offload_tx_super_frames", "dev.tap0.offload_rx_csum_partial")
+
+
+def tcpbench():
+    """build/bench/tcpbench, built the way tools/profile builds it if missing."""
+    path = netstep.build_dir() / "bench" / "tcpbench"
+    src = netstep.REPO_ROOT / "bench" / "tcpbench.c"
+    if not path.exists() or path.stat().st_mtime < src.stat().st_mtime:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = "%s.%d" % (path, os.getpid())
+        try:
+            netstep.run(["cc", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-o", tmp,
+                         str(src)], timeout=120)
+            os.rename(tmp, str(path))
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return path
+
+
+def lab_chargen(ns, *extra):
+    """One chargen transfer of LAB_BYTES as the chapter runs it; the
+    counters chargen-server --stats printed at exit."""
+    app = ns.popen([netstep.bin_path("chargen-server"), "--bytes", str(LAB_BYTES), "--stats",
+                    "--log", "error"] + list(extra),
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([app.stdout], [], [], 20)
+        line = app.stdout.readline() if ready else ""
+        assert "listening" in line, "chargen-server did not start: %r" % line
+        r = ns.run([tcpbench(), "read", netstep.NETSTEP_IP, "19", "20"], timeout=40)
+        assert r.returncode == 0, "tcpbench failed: %s%s" % (r.stdout, r.stderr)
+        got = {k: float(v) for k, v in zip(r.stdout.split()[::2], r.stdout.split()[1::2])}
+        assert got.get("bytes") == LAB_BYTES and got.get("complete") == 1, r.stdout
+        app.send_signal(signal.SIGINT)
+        out, err = app.communicate(timeout=20)
+    finally:
+        netstep.kill_pid(app)
+    assert app.returncode == 0, "chargen-server exited %s: %s" % (app.returncode, err[-3000:])
+    stats = netstep.parse_stats(out.splitlines())
+    return {name: netstep.counter(stats, name)
+            for name in LAB_COUNTERS + ("tcp.in_bad_checksum", "dev.tap0.offload_rx_refused")}
+
+
+@pytest.mark.needs_bin("chargen-server")
+def test_lab_chargen_frames_with_and_without_offload(kernel_ns, tmp_path):
+    """The chapter's lab run: with the offloads, the same pieces leave in
+    fewer frames, most of them super-frames; a plain run right after it on
+    the same tap works (the offload run switched the features off); a
+    capture keeps the offloads off."""
+    per_mss = LAB_BYTES // 1460
+
+    c = lab_chargen(kernel_ns, "--set", "tap_offload=1")
+    assert c["tcp.out_segs"] >= per_mss, c
+    assert c["tcp.out_super_segs"] > 0 and c["dev.tap0.offload_tx_super_frames"] > 0, c
+    assert c["dev.tap0.tx_frames"] < c["tcp.out_segs"], c
+    assert c["dev.tap0.offload_rx_csum_partial"] > 0, c
+    assert c["dev.tap0.offload_rx_refused"] == 0, c
+
+    # the same tap0, without the offloads: nothing left switched on
+    c = lab_chargen(kernel_ns)
+    assert c["tcp.out_segs"] >= per_mss, c
+    assert c["tcp.out_super_segs"] == 0 and c["dev.tap0.offload_tx_super_frames"] == 0, c
+    assert c["dev.tap0.tx_frames"] >= c["tcp.out_segs"], c
+    assert c["dev.tap0.offload_rx_csum_partial"] == 0 and c["tcp.in_bad_checksum"] == 0, c
+
+    # a hook on the device: the offloads stay off
+    c = lab_chargen(kernel_ns, "--set", "tap_offload=1", "--pcap", str(tmp_path / "cg.pcap"))
+    assert c["tcp.out_super_segs"] == 0 and c["dev.tap0.offload_tx_super_frames"] == 0, c
+    assert c["dev.tap0.tx_frames"] >= c["tcp.out_segs"], c
+    assert c["dev.tap0.offload_rx_csum_partial"] == 0, c
+
+    # the chapter shows the commands and the counters
+    doc_shows(CH16, r"^ip netns exec lab build/bin/chargen-server --bytes \d+ --stats "
+                    r"--set tap_offload=1 >/tmp/cg\.out & P=\$!$")
+    doc_shows(CH16, r"^ip netns exec lab build/bench/tcpbench read 192\.0\.2\.2 19 \d+$")
+    for name in LAB_COUNTERS:
+        doc_shows(CH16, r"^%s \d+$" % re.escape(name))
+    doc_shows(CH16, r"^tcp\.out_super_segs [1-9]\d*$")
+    doc_shows(CH16, r"^tcp\.out_super_segs 0$")
+    doc_shows(CH16, r"--pcap /tmp/cg\.pcap")
 
 
 @pytest.mark.needs_bin("discard-server")
