@@ -128,7 +128,9 @@ def test_offload_stays_off_under_capture(kernel_ns, tmp_path):
             assert counter(st, k) == 0, (k, st.get(k))
         assert any("offloads stay off" in l for l in app.err.lines), app.describe()
     lens = _pcap_frame_lengths(pcap)
-    assert len(lens) > 1000, len(lens)
+    # at least every data segment, both ways, was captured (sanitizer
+    # builds move SCALE times less data)
+    assert len(lens) >= 2 * len(data) // 1460, (len(lens), len(data))
     assert max(lens) <= 1514, "a frame of %d bytes in the capture" % max(lens)
 
 
