@@ -456,8 +456,11 @@ def test_ch12_retransmission_under_loss(kernel_ns, tmp_path):
         ooo = count("out-of-order segment")
         # tshark calls "fast" only a resend of what two duplicate ACKs asked for (a
         # recovery's first hole), and takes SACK recovery's quick resends of later holes
-        # for reordering: together they are every resend
-        assert 0 < fast <= v["tcp.fast_retransmits"] + 2, (fast, v)
+        # for reordering: together they are every resend. A recovery that starts on the
+        # first duplicate ACK (RFC 6675 IsLost: that ACK already SACKs three segments,
+        # as the kernel's stretched ACKs do on a busy machine) is not "fast" for tshark,
+        # so the count may even be 0 (seen in CI at 86ec183: 0 of 19 recoveries)
+        assert fast <= v["tcp.fast_retransmits"] + 2, (fast, v)
         assert fast <= retrans and abs(retrans + ooo - v["tcp.retrans_segs"]) <= 3, (retrans, ooo, v)
         doc_shows(CH12, r"^\s+\d+\s+Sequence\s+TCP\s+This frame is a \(suspected\) out-of-order segment$")
         doc_shows(CH12, r"^\s+\d+\s+Sequence\s+TCP\s+This frame is a \(suspected\) fast retransmission$")
