@@ -14,7 +14,7 @@ accident.
 * netstep as SACK receiver: discard-server receives islands; its ACKs name
   exactly the held ranges (the latest arrival's first), and none at all
   when the SYN did not offer SACK; with more islands than an option holds,
-  the most recently reported ones (last in the file: it fails today).
+  the most recently reported ones (last in the file).
 * PAWS: an in-window segment with an older TSval is dropped and ACKed.
 
 Kernel peer (topology a): Linux negotiates SACK, timestamps and window

@@ -23,8 +23,8 @@
  * full segment carries: 1448 with timestamps (1460 less 12 bytes of
  * options), 1460 without.
  *
- * Three tests fail on purpose until the stack is fixed; each says why in
- * its comment ("STACK BUG"):
+ * Three tests were written to fail before the stack was fixed, and each
+ * comment says what the bug was:
  *   test_sack_receiver_repeats_recent_blocks       RFC 2018 §4
  *   test_sack_cumulative_ack_with_sack_is_dupack   RFC 6675 §5
  *   test_newreno_retransmit_within_flight          never-sent bytes resent
@@ -1022,9 +1022,9 @@ static void test_sack_receiver_no_ts(void **state)
  * of the fifth must repeat the fourth and third, not the first and second
  * -- or the fourth is reported once, and one lost ACK hides it.
  *
- * STACK BUG (fails until fixed): sack_blocks() in tcp_output.c fills the
- * blocks after the first in ascending sequence order (lowest ranges
- * first), not most recently reported first. */
+ * (This once failed: sack_blocks() in tcp_output.c filled the blocks
+ * after the first in ascending sequence order, lowest ranges first, not
+ * most recently reported first.) */
 static void test_sack_receiver_repeats_recent_blocks(void **state)
 {
     int lsd = tp_listen(PORT, 8, 0);
@@ -1404,20 +1404,29 @@ static void test_sack_recovery_data_acks(void **state)
     sack_recovery(1, 1, 40062);
 }
 
+/* The common start: a SACK and timestamps connection from peer port
+ * pport, ten segments of 1448 bytes queued, the initial window of all ten
+ * taken. */
+static void xfer_start(struct xfer *x, struct peer *p, uint16_t pport)
+{
+    int lsd = tp_listen(PORT, 8, 0);
+
+    peer_open(p, lsd, PORT, pport, 1000, 1, 1, 0, 100, NULL);
+    xfer_init(x, p, 1448, 10, 0);
+    xfer_take(x, "initial window");
+    assert_int_equal(x->nnew, 10);
+}
+
 /* IsLost by DupThresh ranges (RFC 6675 §4): 4, 6 and 8 SACKed, one
  * segment each, three ranges above 3 -- lost; but 5 and 7 are not (two
  * ranges, two segments above them), and are not resent. */
 static void test_sack_three_ranges(void **state)
 {
-    int lsd = tp_listen(PORT, 8, 0);
     struct peer p;
     struct xfer x;
 
     (void)state;
-    peer_open(&p, lsd, PORT, 40063, 1000, 1, 1, 0, 100, NULL);
-    xfer_init(&x, &p, 1448, 10, 0);
-    xfer_take(&x, "initial window");
-    assert_int_equal(x.nnew, 10);
+    xfer_start(&x, &p, 40063);
     xfer_ack(&x, 3, RANGES({ 4, 5 }));
     xfer_take(&x, "SACK 4");
     xfer_ack(&x, 3, RANGES({ 6, 7 }, { 4, 5 }));
@@ -1443,21 +1452,17 @@ static void test_sack_three_ranges(void **state)
  * or it acknowledges by the stretch, as GRO receivers do) shows 3 lost:
  * it is resent at once.
  *
- * STACK BUG (fails until fixed): check_ack() in tcp_input.c counts an ACK
- * as a duplicate only when seg->ack == snd_una; one that advances snd_una
- * goes to ack_new_data() alone, so IsLost(snd_una) is not looked at and
- * recovery waits for a later ACK (or the tail loss probe, or the RTO). */
+ * (This once failed: check_ack() counted an ACK as a duplicate only when
+ * seg->ack == snd_una, so one that advanced snd_una never had IsLost
+ * looked at, and recovery waited for a later ACK, the tail loss probe or
+ * the RTO.) */
 static void test_sack_cumulative_ack_with_sack_is_dupack(void **state)
 {
-    int lsd = tp_listen(PORT, 8, 0);
     struct peer p;
     struct xfer x;
 
     (void)state;
-    peer_open(&p, lsd, PORT, 40064, 1000, 1, 1, 0, 100, NULL);
-    xfer_init(&x, &p, 1448, 10, 0);
-    xfer_take(&x, "initial window");
-    assert_int_equal(x.nnew, 10);
+    xfer_start(&x, &p, 40064);
     memset(x.resent, 0, sizeof(x.resent));
     xfer_ack(&x, 3, RANGES({ 4, 11 }));
     xfer_take(&x, "ACK of 1-2 with SACK 4-10");
@@ -1478,15 +1483,11 @@ static void test_sack_cumulative_ack_with_sack_is_dupack(void **state)
  * the timeout steers the rest of the go-back around what the peer holds. */
 static void test_sack_rto_forgets_scoreboard(void **state)
 {
-    int lsd = tp_listen(PORT, 8, 0);
     struct peer p;
     struct xfer x;
 
     (void)state;
-    peer_open(&p, lsd, PORT, 40070, 1000, 1, 1, 0, 100, NULL);
-    xfer_init(&x, &p, 1448, 10, 0);
-    xfer_take(&x, "initial window");
-    assert_int_equal(x.nnew, 10);
+    xfer_start(&x, &p, 40070);
     xfer_ack(&x, 3, RANGES({ 4, 6 }));
     xfer_take(&x, "ACK 1-2, SACK 4-5");
     expect_rex(&x, "ACK 1-2, SACK 4-5", 0);
@@ -1792,11 +1793,11 @@ static void test_newreno_partial_acks(void **state)
  * more wait. The first is lost: the fast retransmit (and the resend on a
  * partial ACK) may cover at most the 1000 bytes in flight.
  *
- * STACK BUG (fails until fixed): without SACK, enter_recovery() and the
- * partial-ACK branch of ack_new_data() in tcp_input.c resend
- * min(sndbuf.len, MSS) bytes from snd_una -- sndbuf holds the unsent bytes
- * too -- so 1460 bytes go: 460 never sent, beyond the window, and
- * snd_max does not move over them. */
+ * (This once failed: without SACK, enter_recovery() and the partial-ACK
+ * branch of ack_new_data() in tcp_input.c resent min(sndbuf.len, MSS)
+ * bytes from snd_una -- sndbuf holds the unsent bytes too -- so 1460
+ * bytes went: 460 never sent, beyond the window, and snd_max did not move
+ * over them.) */
 static void test_newreno_retransmit_within_flight(void **state)
 {
     int lsd = tp_listen(PORT, 8, 0);
