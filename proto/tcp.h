@@ -54,6 +54,8 @@ enum tcp_stat {
     TCPSTAT_IN_BAD_OPTIONS,
     TCPSTAT_IN_BROADCAST,      /* to a broadcast address: dropped */
     TCPSTAT_IN_NO_PCB,         /* answered with RST */
+    TCPSTAT_IN_LISTEN_ACKS,    /* an ACK at a listener (a stray, or a late copy from a
+                                  connection already gone): answered with RST */
     TCPSTAT_IN_OUT_OF_WINDOW,  /* unacceptable sequence number */
     TCPSTAT_IN_OLD_ACK,
     TCPSTAT_IN_FUTURE_ACK,     /* acknowledges what we never sent */

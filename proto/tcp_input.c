@@ -226,6 +226,8 @@ static void listen_input(struct tcp_pcb *lpcb, const struct tcp_seg *seg)
     if (seg->flg & TCP_FLG_RST)
         return; /* first: an incoming RST is ignored */
     if (seg->flg & TCP_FLG_ACK) {
+        STAT_INC(&tcp_stats, TCPSTAT_IN_LISTEN_ACKS);
+        log_debug(LOG_TCP, "ACK at listener port %u: reset", seg->dport);
         tcp_send_reset_for(seg); /* second: <SEQ=SEG.ACK><CTL=RST> */
         return;
     }

@@ -31,6 +31,7 @@ static const char *const tcp_stat_names[TCPSTAT_COUNT] = {
     [TCPSTAT_IN_BAD_OPTIONS] = "in_bad_options",
     [TCPSTAT_IN_BROADCAST] = "in_broadcast",
     [TCPSTAT_IN_NO_PCB] = "in_no_pcb",
+    [TCPSTAT_IN_LISTEN_ACKS] = "in_listen_acks",
     [TCPSTAT_IN_OUT_OF_WINDOW] = "in_out_of_window",
     [TCPSTAT_IN_OLD_ACK] = "in_old_ack",
     [TCPSTAT_IN_FUTURE_ACK] = "in_future_ack",

@@ -676,8 +676,16 @@ def test_lossy_tcp_echo_byte_exact_and_counted(kernel_ns, tmp_path, report):
     # received; most are pure ACKs or copies of held out-of-order data, so
     # how many TCP itself counts as duplicate data is not a fixed share)
     assert counter(st, "tcp.passive_opens") == 1, summary
-    for k_ in ("estab_resets", "in_rsts", "out_rsts", "conn_timeouts", "in_no_pcb"):
+    for k_ in ("estab_resets", "in_rsts", "conn_timeouts"):
         assert counter(st, "tcp." + k_) == 0, (k_, summary)
+    # A copy (duplicated or held back) of one of the kernel's last segments
+    # may arrive after the connection is gone; it then meets the listener
+    # or no pcb at all and is answered with a RST, as RFC 9293 §3.10.7.1-2
+    # says (seen once in CI at 51ea015). Those are the only RSTs we send,
+    # and there can be no more of them than copies the injector made.
+    late = counter(st, "tcp.in_listen_acks") + counter(st, "tcp.in_no_pcb")
+    assert counter(st, "tcp.out_rsts") == late, summary
+    assert late <= f["rx_duplicated"] + f["rx_reordered"], summary
 
 
 test_lossy_tcp_echo_byte_exact_and_counted.time_limit = LOSSY_BUDGET_S + 60
