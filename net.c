@@ -926,10 +926,10 @@ static void *stack_thread_main(void *arg)
         }
         batch = queue_take_locked(net_config.input_batch);
         mutex_unlock(&queue_lock);
-        if (batch)
+        if (batch && net_config.busy_poll_us)
             last_input_us = platform_now_us();
         process_batch(batch);
-        if (rx_poll_all() > 0)
+        if (rx_poll_all() > 0 && net_config.busy_poll_us)
             last_input_us = platform_now_us();
         net_timer_run_due();
     }

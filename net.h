@@ -136,7 +136,7 @@ enum net_device_stat {
     DEVSTAT_TX_SUPER_FRAMES,    /* TCP super-frames handed to the device */
     DEVSTAT_RX_SUPER_FRAMES,    /* TCP super-frames the kernel handed us */
     DEVSTAT_RX_CSUM_PARTIAL,    /* frames whose checksum the kernel left undone */
-    DEVSTAT_RX_BAD_OFFLOAD,     /* dropped: offload flags we never allowed */
+    DEVSTAT_RX_BAD_OFFLOAD,     /* dropped: offload flags we never allowed, or no vnet header */
     DEVSTAT_RX_NO_MEMORY,       /* dropped: no buffer for a super-frame */
     DEVSTAT_COUNT
 };

@@ -61,7 +61,9 @@ static struct pbuf *vnet_input(struct net_device *dev, struct pbuf *pb, const ui
     struct tap_priv *priv = dev->priv;
     struct platform_vnet_hdr h;
 
-    if (len < PLATFORM_VNET_HDR_LEN) {
+    if (len < PLATFORM_VNET_HDR_LEN) { /* the kernel always writes one: never seen */
+        STAT_INC(&dev->stats, DEVSTAT_RX_BAD_OFFLOAD);
+        log_debug(LOG_DEV, "%s: rx %zu bytes, shorter than a vnet header", dev->name, len);
         pbuf_free(pb);
         return NULL;
     }
